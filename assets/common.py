@@ -1,0 +1,142 @@
+"""The phases every daily asset shares: which days a run covers, and how a day is stored.
+
+An asset body reads as: work out the days, fetch, normalize, then `store_days` (Parquet per day,
+one DuckDB transaction for the whole run, a per-day observation, and the materialization's
+metadata). Keeping these here means the datasets differ only in what they fetch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetObservation,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+)
+
+from assets.normalize import Normalized, TableSpec, quarantine_table
+from resources.hellotracks import ClientStats, HellotracksClient
+from resources.warehouse import WarehouseResource
+
+# Pool shared by every step that calls the API, so parallel runs do not multiply the request
+# rate. Its limit lives in the instance (dagster.yaml) so operators can change it.
+API_POOL = "hellotracks_api"
+
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.timestamp("ms"): "TIMESTAMP",
+}
+
+
+def run_days(context: AssetExecutionContext) -> list[int]:
+    """The YYYYMMDD days this run materializes: one, or a whole range in a single-run backfill."""
+    return [int(key) for key in context.partition_keys]
+
+
+def day_window_ms(day: int, timezone: str) -> tuple[int, int]:
+    """The half-open window [local midnight, next local midnight) of `day`, in ms."""
+    zone = ZoneInfo(timezone)
+    first = date(day // 10000, day // 100 % 100, day % 100)
+    start = datetime(first.year, first.month, first.day, tzinfo=zone)
+    nxt = first + timedelta(days=1)
+    end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+def days_window_ms(days: Sequence[int], timezone: str) -> tuple[int, int]:
+    """One window from the first local midnight of `days` to the one after the last."""
+    return day_window_ms(min(days), timezone)[0], day_window_ms(max(days), timezone)[1]
+
+
+def local_day_of_ms(ts_ms: int, timezone: str) -> int:
+    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(ZoneInfo(timezone))
+    return moment.year * 10000 + moment.month * 100 + moment.day
+
+
+def column_schema(schema: pa.Schema) -> TableSchema:
+    return TableSchema(
+        columns=[TableColumn(f.name, _SQL_TYPES.get(f.type, str(f.type))) for f in schema]
+    )
+
+
+def store_days(
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    spec: TableSpec,
+    per_day: Mapping[int, Normalized],
+    *,
+    asset_key: AssetKey | None = None,
+    api: Mapping[str, float] | None = None,
+) -> dict[str, object]:
+    """Write each day's Parquet file, load all of them into DuckDB at once, and report.
+
+    Returns the materialization metadata; per-day counts are logged as observations, because in
+    a range run Dagster copies one materialization's metadata onto every day.
+    """
+    asset_key = asset_key or context.asset_key
+    for day, normalized in per_day.items():
+        warehouse.write_day(spec.name, day, normalized.table)
+    quarantined = quarantine_table(row for n in per_day.values() for row in n.quarantine)
+    loaded = warehouse.load_days(spec.name, list(per_day), quarantined)
+
+    extras: Counter[str] = Counter()
+    for day, normalized in per_day.items():
+        extras.update(normalized.extra_fields)
+        context.log_event(
+            AssetObservation(
+                asset_key=asset_key,
+                partition=str(day),
+                metadata={
+                    "dagster/row_count": loaded[day],
+                    "quarantined": normalized.quarantined,
+                },
+            )
+        )
+    total = sum(loaded.values())
+    bad = quarantined.num_rows
+    days = sorted(per_day)
+    context.log.info(
+        f"{spec.name}: loaded {total} rows for {len(days)} day(s) {days[0]}..{days[-1]}"
+        + (f", quarantined {bad}" if bad else "")
+    )
+    if bad:
+        context.log.warning(
+            f"{spec.name}: {bad} record(s) could not be stored as typed rows; they are in the "
+            "`quarantine` table with the reason"
+        )
+    if extras:
+        context.log.warning(
+            f"{spec.name}: fields the schema does not know were kept in `extras`: "
+            + ", ".join(f"{name} ({count})" for name, count in extras.most_common(10))
+        )
+    metadata: dict[str, object] = {
+        "dagster/row_count": total,
+        "dagster/column_schema": column_schema(spec.schema()),
+        "days": MetadataValue.text(f"{days[0]}..{days[-1]} ({len(days)})"),
+        "quarantined": bad,
+        "unknown_fields": MetadataValue.json(dict(extras)),
+        "parquet": MetadataValue.path(str(warehouse.root / "parquet" / spec.name)),
+        "duckdb": MetadataValue.path(str(warehouse.database_path)),
+    }
+    if api is not None:
+        metadata.update(api)
+    return metadata
+
+
+def api_used(client: HellotracksClient, before: ClientStats) -> dict[str, float]:
+    """What the client did since `before`, as `api_*` metadata entries."""
+    now = client.stats.snapshot().as_metadata()
+    then = before.as_metadata()
+    return {f"api_{name}": round(value - then.get(name, 0), 3) for name, value in now.items()}

@@ -1,0 +1,166 @@
+"""`tracks`: every GPS track entry (one driving segment) that starts in the day."""
+
+import bisect
+from collections import defaultdict
+from collections.abc import Sequence
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    BackfillPolicy,
+    MaterializeResult,
+    asset,
+)
+
+from assets.common import API_POOL, api_used, day_window_ms, days_window_ms, run_days, store_days
+from assets.normalize import Normalized, TableSpec, col, merge, normalize, quarantine_row
+from pipelines.partitions import daily_partitions
+from resources.hellotracks import HellotracksResource
+from resources.warehouse import WarehouseResource
+
+TRACKS = TableSpec(
+    name="tracks",
+    key="track_id",
+    columns=(
+        col("track_id", "int", "id"),
+        col("member_uid", "str", "owner_uid"),
+        col("kind", "str"),
+        col("labels", "int", "labels", "label"),
+        col("start_ts", "ts_ms"),
+        col("end_ts", "ts_ms"),
+        col("start_lat", "float"),
+        col("start_lng", "float"),
+        col("end_lat", "float"),
+        col("end_lng", "float"),
+        col("distance_m", "float", "distance"),
+        col("waypoint_count", "int"),
+        col("speed_avg_mps", "float", "speed_avg"),
+        col("speed_max_mps", "float", "speed_max"),
+        col("altitude_min_m", "float", "altitude_min"),
+        col("altitude_max_m", "float", "altitude_max"),
+        # Google encoded polyline at 1e-5 degrees; `track_points` holds it decoded.
+        col("path_encoded", "str"),
+        col("course_encoded", "str"),
+    ),
+)
+
+_KNOWN_MEMBERS = """
+SELECT member_uid FROM members WHERE member_uid IS NOT NULL
+UNION SELECT worker_uid FROM jobs
+WHERE day IN (SELECT unnest(?)) AND worker_uid IS NOT NULL AND worker_uid <> ''
+"""
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool=API_POOL,
+    group_name="hellotracks",
+    kinds={"duckdb", "parquet"},
+    deps=["members", "jobs"],
+    check_specs=[AssetCheckSpec("track_ids_unique", asset="tracks", blocking=True)],
+)
+def tracks(
+    context: AssetExecutionContext,
+    hellotracks: HellotracksResource,
+    warehouse: WarehouseResource,
+) -> MaterializeResult:
+    """Track entries of every member the warehouse knows, split by the local day they start.
+
+    Members come from every roster snapshot loaded so far and from the days' job assignees, not
+    only today's roster: members who left still have history. A range run asks for the whole
+    window at once and splits it by day, which takes fewer requests than one run per day.
+    """
+    days = run_days(context)
+    timezone = context.assets_def.partitions_def.timezone
+    uids = known_members(warehouse, days)
+    client = hellotracks.get_client()
+    before = client.stats.snapshot()
+    context.log.info(f"tracks: asking for {len(uids)} member(s) over {len(days)} day(s)")
+
+    from_ms, until_ms = days_window_ms(days, timezone)
+    splitter = _DaySplitter(days, timezone)
+    for page in client.gettracks(from_ms, until_ms, uids) if uids else ():
+        splitter.add(page)
+    if splitter.outside:
+        context.log.warning(
+            f"tracks: {splitter.outside} entries start outside the asked window; they belong to "
+            "other days and are stored when those days are synced"
+        )
+
+    metadata = store_days(
+        context, warehouse, TRACKS, splitter.result(), api=api_used(client, before)
+    )
+    metadata["members_asked"] = len(uids)
+    return MaterializeResult(metadata=metadata, check_results=[_unique_check(warehouse, days)])
+
+
+def known_members(warehouse: WarehouseResource, days: Sequence[int]) -> list[str]:
+    """Every member uid in a roster snapshot or assigned a job on one of `days`."""
+    with warehouse.connect(read_only=True) as con:
+        tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+        if not {"members", "jobs"} <= tables:
+            return []
+        return sorted(row[0] for row in con.execute(_KNOWN_MEMBERS, [list(days)]).fetchall())
+
+
+class _DaySplitter:
+    """Buckets track entries by the local day of their `start_ts`, normalizing as pages arrive."""
+
+    def __init__(self, days: Sequence[int], timezone: str) -> None:
+        self.days = sorted(days)
+        windows = [day_window_ms(day, timezone) for day in self.days]
+        self.starts = [start for start, _ in windows]
+        self.ends = [end for _, end in windows]
+        self.parts: dict[int, list[Normalized]] = defaultdict(list)
+        self.seen: set[str] = set()
+        self.outside = 0
+
+    def day_of(self, entry: dict) -> int | None:
+        try:
+            ts = int(entry.get("start_ts"))
+        except (TypeError, ValueError):
+            return None
+        index = bisect.bisect_right(self.starts, ts) - 1
+        if index < 0 or ts >= self.ends[index]:
+            self.outside += 1
+            return 0
+        return self.days[index]
+
+    def add(self, page: Sequence[dict]) -> None:
+        buckets: dict[int, list[dict]] = defaultdict(list)
+        unplaced: list[dict] = []
+        for entry in page:
+            day = self.day_of(entry) if isinstance(entry, dict) else None
+            if day is None:
+                unplaced.append(entry)
+            elif day:
+                buckets[day].append(entry)
+        for day, entries in buckets.items():
+            self.parts[day].append(normalize(TRACKS, entries, day, seen=self.seen))
+        if unplaced:
+            # No readable start time means no day to file it under: keep it in the quarantine of
+            # the first day of the run rather than lose it.
+            first = self.days[0]
+            part = normalize(TRACKS, [], first)
+            for entry in unplaced:
+                key = entry.get("id") if isinstance(entry, dict) else None
+                reason = "start_ts missing or not a number: the entry has no day"
+                part.quarantine.append(quarantine_row(TRACKS, first, key, reason, entry))
+            self.parts[first].append(part)
+
+    def result(self) -> dict[int, Normalized]:
+        return {day: merge(TRACKS, self.parts.get(day, [])) for day in self.days}
+
+
+def _unique_check(warehouse: WarehouseResource, days: list[int]) -> AssetCheckResult:
+    with warehouse.connect(read_only=True) as con:
+        duplicates = con.execute(
+            "SELECT count(*) FROM (SELECT track_id FROM tracks WHERE day IN (SELECT unnest(?)) "
+            "GROUP BY track_id HAVING count(*) > 1)",
+            [days],
+        ).fetchone()[0]
+    return AssetCheckResult(
+        check_name="track_ids_unique", passed=duplicates == 0, metadata={"duplicates": duplicates}
+    )

@@ -1,0 +1,109 @@
+"""A progress bar for a sync run, read from the run's events in the Dagster instance."""
+
+from __future__ import annotations
+
+from dagster import DagsterEventType, DagsterInstance
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+_STEP_END = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+
+
+class RunProgress:
+    """Follows one run's event log: steps finished, rows loaded, API requests, failures."""
+
+    def __init__(
+        self, instance: DagsterInstance, run_id: str, days: list[int], show: bool = True
+    ) -> None:
+        self.instance = instance
+        self.run_id = run_id
+        self.days = days
+        self.console = Console(stderr=True)
+        self.cursor: str | None = None
+        self.steps_done = 0
+        self.steps_total = 0
+        self.rows: dict[str, int] = {}
+        # In a range run each day gets a copy of the same metadata: keep one value per asset.
+        self.requests: dict[str, int] = {}
+        self.failures: list[str] = []
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.fields[rows]:,} rows"),
+            TextColumn("{task.fields[requests]:,} requests"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not show,
+            transient=False,
+        )
+        self.task = self.progress.add_task(
+            f"{len(days)} day(s) {days[0]}..{days[-1]}", total=None, rows=0, requests=0
+        )
+
+    def __enter__(self) -> RunProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def poll(self) -> None:
+        if self.instance.get_run_by_id(self.run_id) is None:
+            return
+        connection = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, limit=1000)
+        self.cursor = connection.cursor
+        for record in connection.records:
+            self._consume(record.event_log_entry)
+        self.progress.update(
+            self.task,
+            total=self.steps_total or None,
+            completed=self.steps_done,
+            rows=sum(self.rows.values()),
+            requests=sum(self.requests.values()),
+        )
+
+    def _consume(self, entry) -> None:
+        event = entry.dagster_event
+        if event is None:
+            return
+        kind = event.event_type
+        if kind == DagsterEventType.RUN_START:
+            self.steps_total = self._count_steps()
+        elif kind in _STEP_END:
+            self.steps_done += 1
+            if kind == DagsterEventType.STEP_FAILURE:
+                error = event.step_failure_data.error
+                message = error.message.strip().splitlines()[-1] if error else "unknown error"
+                self.failures.append(f"{event.step_key}: {message}")
+        elif kind == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.step_materialization_data.materialization
+            metadata = materialization.metadata
+            name = materialization.asset_key.to_user_string()
+            if "dagster/row_count" in metadata:
+                self.rows[name] = int(metadata["dagster/row_count"].value)
+            if "api_requests" in metadata:
+                self.requests[name] = int(metadata["api_requests"].value)
+
+    def _count_steps(self) -> int:
+        run = self.instance.get_run_by_id(self.run_id)
+        if run is None:
+            return 0
+        if run.step_keys_to_execute:
+            return len(run.step_keys_to_execute)
+        if run.execution_plan_snapshot_id:
+            plan = self.instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+            return len(plan.step_keys_to_execute or plan.steps)
+        return 0
+
+    def print_summary(self, first: int, last: int) -> None:
+        table = Table(title=f"Synced {first}..{last}", show_edge=False)
+        table.add_column("table")
+        table.add_column("rows", justify="right")
+        for name in sorted(self.rows):
+            table.add_row(name, f"{self.rows[name]:,}")
+        self.console.print(table)
+        self.console.print(f"API requests: {sum(self.requests.values()):,}")
+        for failure in self.failures:
+            self.console.print(f"[red]failed[/red] {failure}")
