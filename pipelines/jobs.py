@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-from pipelines.partitions import daily_partitions
-
 SYNC_JOB_NAME = "hellotracks_sync"
 
 # One process per run: every step shares one API client, so the request pace holds across the
@@ -14,7 +12,6 @@ SYNC_JOB_NAME = "hellotracks_sync"
 hellotracks_sync = define_asset_job(
     SYNC_JOB_NAME,
     selection=AssetSelection.all(),
-    partitions_def=daily_partitions,
     executor_def=in_process_executor,
     description="Pull jobs, members, places, teams, tracks and reports for the chosen days into "
     "Parquet and DuckDB, then rebuild the marts for those days.",
