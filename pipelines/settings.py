@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from resources.hellotracks import DEFAULT_BASE_URL
 
 MIN_POLL_SECONDS = 30
+_KIND_NAMES = {int: "whole number", float: "number"}
 
 
 class SettingsError(ValueError):
@@ -59,7 +60,7 @@ def _number(name: str, default: str, kind: type, minimum: float) -> int | float:
     try:
         value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+        raise SettingsError(f"{name}={raw!r} is not a {_KIND_NAMES[kind]}") from None
     if value < minimum:
         raise SettingsError(f"{name}={raw!r} is below the minimum of {minimum}")
     return value
