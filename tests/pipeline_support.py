@@ -46,9 +46,7 @@ def sync(
     }
     job = defs.resolve_job_def(SYNC_JOB_NAME)
     resources = {
-        "hellotracks": HellotracksResource(
-            api_key=server.api_key, base_url=server.url, **settings
-        ),
+        "hellotracks": HellotracksResource(api_key=server.api_key, base_url=server.url, **settings),
         "warehouse": WarehouseResource(directory=str(warehouse_dir)),
     }
     return job.execute_in_process(

@@ -15,7 +15,9 @@ from sandbox.server import run_sandbox
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def hellotracks(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+def hellotracks(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pipelines", *args],
         env=env,

@@ -86,9 +86,7 @@ def test_snapshots_hold_the_roster_places_and_teams_each_day(synced):
 
 def test_reports_reconcile_with_the_raw_tables(synced):
     server, warehouse = synced
-    assert ids_by_day(warehouse, "report_jobs", "job_id") == ids_by_day(
-        warehouse, "jobs", "job_id"
-    )
+    assert ids_by_day(warehouse, "report_jobs", "job_id") == ids_by_day(warehouse, "jobs", "job_id")
     _, rows = server.fleet.report("mileage", DAYS)
     (loaded,) = query(warehouse, "SELECT count(*) FROM report_mileage")
     assert loaded[0] == len(rows)
