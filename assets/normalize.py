@@ -157,13 +157,16 @@ def normalize(
         arrays[column.name] = _convert(column, values, rejected)
 
     known = spec.known_fields
+    aliased = [c.source for c in spec.columns if len(c.source) > 1]
     extra_fields: Counter[str] = Counter()
     extras: list[str | None] = []
     for record in records:
-        unknown = record.keys() - known
-        if unknown:
-            extra_fields.update(unknown)
-            extras.append(orjson.dumps({k: record[k] for k in sorted(unknown)}).decode())
+        kept = {k: record[k] for k in record.keys() - known}
+        for source in aliased:
+            kept.update(_shadowed(record, source))
+        if kept:
+            extra_fields.update(kept.keys())
+            extras.append(orjson.dumps(dict(sorted(kept.items()))).decode())
         else:
             extras.append(None)
 
@@ -240,6 +243,21 @@ def _lookup(record: dict[str, Any], source: tuple[str, ...]) -> Any:
         if value is not _MISSING:
             return value
     return None
+
+
+def _shadowed(record: dict[str, Any], source: tuple[str, ...]) -> dict[str, Any]:
+    """Values of a column's later sources that differ from the one the column took.
+
+    Two spellings of one field (`label`/`labels`, `moving` in or out of `states`) normally agree
+    or only one is sent; when both come with different values, the one not stored in the column
+    is kept in `extras` under its path instead of being dropped.
+    """
+    found = [(path, _lookup(record, (path,))) for path in source]
+    present = [(path, value) for path, value in found if value is not None]
+    if len(present) < 2:
+        return {}
+    chosen = present[0][1]
+    return {path: value for path, value in present[1:] if value != chosen}
 
 
 def _extract(records: Sequence[dict[str, Any]], source: tuple[str, ...]) -> list[Any]:

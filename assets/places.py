@@ -58,7 +58,9 @@ COMPANY = TableSpec(
         col("phone", "str"),
         col("address", "str"),
         col("timezone", "str"),
+        col("country_code", "str"),
         col("account_type", "str", "type"),
+        col("location", "json"),
         col("teams_config", "json"),
     ),
 )

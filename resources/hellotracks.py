@@ -7,7 +7,7 @@ timeouts, pacing, retries, status checks and paging. Assets ask for pages of raw
 Requests are `POST {base_url}/{action}` with `{"data": {...}, "ver": 2}`. The answer is a JSON
 envelope whose `status` is 0 on success; `createreport` answers with the file itself. How the
 client reacts to each status, and which server quirks it survives, follows the project's API
-contract (`contract.md`): a server that ignores `skip` or `limit`, caps `limit`,
+contract (`docs/api-contract.md`): a server that ignores `skip` or `limit`, caps `limit`,
 repeats rows, answers `gettracks` in the legacy keyed form, throttles, is not ready, fails with a
 5xx, times out, cuts a body short or sends an HTML page with HTTP 200.
 """
@@ -108,7 +108,9 @@ class ClientStats:
     (including a smaller page or a split time window after a 504), `throttled` the `-9` and
     HTTP 429 answers, `server_errors` the HTTP 5xx answers, `timeouts` the requests that timed
     out, `bytes_received` the body bytes read, and `wait_seconds` the time spent sleeping for
-    pacing and backoff.
+    pacing and backoff. `http_seconds` is the time from sending a request to holding its whole
+    answer (or its failure), and `parse_seconds` the time spent decoding JSON answers; with
+    prefetching both run in a background thread, alongside the caller's own work.
     """
 
     requests: int = 0
@@ -118,6 +120,8 @@ class ClientStats:
     timeouts: int = 0
     bytes_received: int = 0
     wait_seconds: float = 0.0
+    http_seconds: float = 0.0
+    parse_seconds: float = 0.0
     by_action: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
@@ -142,6 +146,8 @@ class ClientStats:
                 timeouts=self.timeouts,
                 bytes_received=self.bytes_received,
                 wait_seconds=self.wait_seconds,
+                http_seconds=self.http_seconds,
+                parse_seconds=self.parse_seconds,
                 by_action=dict(self.by_action),
             )
 
@@ -156,6 +162,8 @@ class ClientStats:
             timeouts=now.timeouts - earlier.timeouts,
             bytes_received=now.bytes_received - earlier.bytes_received,
             wait_seconds=now.wait_seconds - earlier.wait_seconds,
+            http_seconds=now.http_seconds - earlier.http_seconds,
+            parse_seconds=now.parse_seconds - earlier.parse_seconds,
             by_action={
                 action: count - earlier.by_action.get(action, 0)
                 for action, count in now.by_action.items()
@@ -165,8 +173,9 @@ class ClientStats:
 
     def as_metadata(self) -> dict[str, int | float]:
         """The counters as flat Dagster metadata values: `requests`, `retries`, `throttled`,
-        `server_errors`, `timeouts`, `bytes_received`, `wait_seconds` and one
-        `requests_<action>` per action used. Callers add their own prefix."""
+        `server_errors`, `timeouts`, `bytes_received`, `wait_seconds`, `http_seconds`,
+        `parse_seconds` and one `requests_<action>` per action used. Callers add their own
+        prefix."""
         now = self.snapshot()
         flat: dict[str, int | float] = {
             "requests": now.requests,
@@ -176,6 +185,8 @@ class ClientStats:
             "timeouts": now.timeouts,
             "bytes_received": now.bytes_received,
             "wait_seconds": round(now.wait_seconds, 3),
+            "http_seconds": round(now.http_seconds, 3),
+            "parse_seconds": round(now.parse_seconds, 3),
         }
         for action, count in sorted(now.by_action.items()):
             flat[f"requests_{action}"] = count
@@ -695,7 +706,7 @@ class HellotracksClient:
         """One HTTP exchange, classified; counts it and logs it at debug level."""
         started = time.monotonic()
         try:
-            response = self._http.post(url, content=body, headers={"API-Key": self._api_key})
+            response = self._post(url, body)
         except httpx.TimeoutException as exc:
             self.stats.add(action, requests=1, timeouts=1)
             outcome = _Outcome("transient", reason=f"timeout ({type(exc).__name__})")
@@ -723,6 +734,14 @@ class HellotracksClient:
             (time.monotonic() - started) * 1000,
         )
         return outcome
+
+    def _post(self, url: str, body: bytes) -> httpx.Response:
+        """POST `body` and read the whole answer, counting the time it took, failed or not."""
+        started = time.monotonic()
+        try:
+            return self._http.post(url, content=body, headers={"API-Key": self._api_key})
+        finally:
+            self.stats.add(http_seconds=time.monotonic() - started)
 
     def _classify(self, action: str, response: httpx.Response, file_format: str | None) -> _Outcome:
         code = response.status_code
@@ -753,7 +772,9 @@ class HellotracksClient:
             return _Outcome("fatal", http_status=code, error=error)
 
         content = response.content
+        started = time.monotonic()
         parsed = _json_object(content)
+        self.stats.add(parse_seconds=time.monotonic() - started)
         envelope = parsed if parsed is not None and "status" in parsed else None
         if file_format is not None and envelope is None:
             if not content:

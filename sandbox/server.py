@@ -1,9 +1,10 @@
 """A local HTTP server that speaks the Hellotracks `/api` from a synthetic fleet and injects faults.
 
 The real API cannot be reached from tests, the demo or the benchmark, so they all run against this
-server over loopback. It answers `POST {url}/{action}` as `contract.md` fixes the protocol: the
-`API-Key` header or the legacy body `auth`, the `{"data": ..., "ver": 2}` envelope, application
-statuses in HTTP 200 answers, `sort`/`limit`/`skip` paging, and reports as files. `Faults` makes it
+server over loopback. It answers `POST {url}/{action}` as `docs/api-contract.md` fixes the
+protocol: the `API-Key` header or the legacy body `auth`, the `{"data": ..., "ver": 2}`
+envelope, application statuses in HTTP 200 answers, `sort`/`limit`/`skip` paging, and reports
+as files. `Faults` makes it
 misbehave the ways a real server can (throttling, 5xx, 504 on large pages, reports not ready, cut
 bodies, HTML error pages, latency, paging quirks, schema drift, legacy track answers); every
 request is kept in a log of `RequestRecord`s naming the faults it met.

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# The Dagster definitions read their settings when first imported; every test fleet lives in
+# Europe/Vienna, so the partitions must too. Set before any test module imports `pipelines`.
+os.environ.setdefault("HELLOTRACKS_TIMEZONE", "Europe/Vienna")
+os.environ.setdefault("HELLOTRACKS_START_DAY", "20240101")
+
 import atexit
 from collections.abc import Iterator
 from typing import Any

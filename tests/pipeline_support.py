@@ -1,28 +1,21 @@
 """Running the real sync job in tests: a sandbox, a temporary warehouse, a real Dagster instance.
 
-The definitions read their settings (the partitions' time zone above all) when first imported,
-so tests fix them here, before anything imports `pipelines`: every test fleet lives in
-Europe/Vienna.
+The partitions' time zone is fixed to the test fleets' (Europe/Vienna) in conftest.py.
 """
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-os.environ.setdefault("HELLOTRACKS_TIMEZONE", "Europe/Vienna")
-os.environ.setdefault("HELLOTRACKS_START_DAY", "20240101")
+import duckdb
+from dagster import DagsterInstance, ExecuteInProcessResult
 
-from pathlib import Path  # noqa: E402
-
-import duckdb  # noqa: E402
-from dagster import DagsterInstance, ExecuteInProcessResult  # noqa: E402
-
-from pipelines.definitions import defs  # noqa: E402
-from pipelines.jobs import SYNC_JOB_NAME  # noqa: E402
-from pipelines.schedules import range_tags  # noqa: E402
-from resources.hellotracks import HellotracksResource  # noqa: E402
-from resources.warehouse import WarehouseResource  # noqa: E402
-from sandbox.server import SandboxServer  # noqa: E402
+from pipelines.definitions import defs
+from pipelines.jobs import SYNC_JOB_NAME
+from pipelines.schedules import range_tags
+from resources.hellotracks import HellotracksResource
+from resources.warehouse import WarehouseResource
+from sandbox.server import SandboxServer
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 

@@ -102,6 +102,7 @@ def test_sql_refuses_writes_and_explains_errors(synced_env, query, message):
 def test_sql_csv_output(synced_env):
     env, _, _ = synced_env
     out = hellotracks("sql", "SELECT 1 AS a, 'x' AS b", "--format", "csv", env=env)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["a,b", "1,x"]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from tests.pipeline_support import sync  # noqa: F401, I001  (fixes the time zone first)
-
 import os
 import subprocess
 import sys

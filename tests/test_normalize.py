@@ -112,6 +112,16 @@ def test_member_moving_is_read_from_states_or_from_the_top_level():
     assert result.table.column("fetched_at").null_count == 0
 
 
+def test_two_spellings_with_different_values_keep_both():
+    record = {"uid": "m1", "states": {"moving": "halted"}, "moving": "ontheway"}
+    result = normalize(MEMBERS, [record], DAY)
+    assert result.table.column("moving").to_pylist() == ["halted"]
+    assert orjson.loads(result.table.column("extras")[0].as_py()) == {"moving": "ontheway"}
+    # The same value under both spellings is not worth an extra.
+    same = normalize(JOBS, [job(worker="ann", assigneeUsername="ann")], DAY)
+    assert same.table.column("extras").to_pylist() == [None]
+
+
 def test_duplicates_across_pages_are_caught():
     pages = [[job()], [job(), job(id="b" * 24)]]
     result = normalize_pages(JOBS, pages, DAY)

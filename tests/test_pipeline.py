@@ -1,17 +1,16 @@
-"""The whole sync job, run for real: a range of days into a temporary warehouse, against the sandbox.
+"""The whole sync job, run for real: a range of days into a temporary warehouse, from the sandbox.
 
 Each test compares the warehouse with the sandbox fleet's ground truth table by table.
 """
 
 from __future__ import annotations
 
-from tests.pipeline_support import query, sync  # noqa: I001  (sets the test time zone first)
-
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
 
 from sandbox.server import run_sandbox
+from tests.pipeline_support import query, sync
 
 FIRST, LAST = 20251006, 20251012
 DAYS = list(range(FIRST, LAST + 1))

@@ -1,5 +1,5 @@
-"""Every status the API can answer, and every server quirk of contract.md, pinned one case per
-row: what the client does about it, and how many requests that takes."""
+"""Every status the API can answer, and every server quirk of docs/api-contract.md, pinned one
+case per row: what the client does about it, and how many requests that takes."""
 
 from __future__ import annotations
 
@@ -311,7 +311,7 @@ def test_statuses_the_sandbox_never_sends(
     assert API_KEY not in str(outcome.error)
 
 
-# --- the survival cases of contract.md ----------------------------------------------------------
+# --- the survival cases of docs/api-contract.md ------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The sandbox speaks the Hellotracks `/api` protocol of contract.md, over real HTTP."""
+"""The sandbox speaks the Hellotracks `/api` of docs/api-contract.md, over real HTTP."""
 
 from __future__ import annotations
 
