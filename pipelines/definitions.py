@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dagster import Definitions, EnvVar, load_assets_from_modules
 
+import assets.chart
 import assets.jobs
+import assets.marts
 import assets.members
 import assets.places
 import assets.reports
@@ -24,6 +26,8 @@ _DATASETS = [
     assets.tracks,
     assets.track_points,
     assets.reports,
+    assets.marts,
+    assets.chart,
 ]
 
 
