@@ -33,7 +33,7 @@ from tests.pipeline_support import QUIET, query, sync
 FIRST, LAST = 20251023, 20251028
 DAYS = [20251023, 20251024, 20251025, 20251026, 20251027, 20251028]
 ZONE = "Europe/Vienna"
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "marts.md"
+DOCS = Path(__file__).resolve().parent.parent / "README.md"
 
 # One sync serves every test here: keep the module on one xdist worker.
 pytestmark = pytest.mark.xdist_group("marts")
