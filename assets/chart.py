@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 from dagster import (
@@ -21,11 +22,12 @@ from dagster import (
     MetadataValue,
     asset,
 )
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from pipelines.partitions import daily_partitions
 from resources.warehouse import WarehouseResource
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CHART_DAYS = 30
 TOP_WORKERS = 10
@@ -87,6 +89,10 @@ def read_fleet_series(con: duckdb.DuckDBPyConnection, limit: int = CHART_DAYS) -
 
 def render_fleet_chart(series: FleetSeries) -> bytes:
     """The chart as PNG bytes; with no days at all, a frame that says so."""
+    # Imported here: matplotlib costs seconds to load, and every command loads the definitions.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(12, 8), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     if not series.days:
@@ -127,7 +133,7 @@ def render_fleet_chart(series: FleetSeries) -> bytes:
     return _png(figure)
 
 
-def _png(figure: Figure) -> bytes:
+def _png(figure: "Figure") -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -26,7 +26,7 @@ from dagster import (
 )
 
 from assets.common import API_POOL, api_used, run_days, store_days
-from assets.normalize import Normalized, TableSpec, col, normalize, quarantine_row
+from assets.normalize import Normalized, TableSpec, col, merge, normalize, quarantine_row
 from pipelines.partitions import daily_partitions
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
@@ -92,33 +92,47 @@ WHERE abs(coalesce(t.km, 0) - coalesce(r.km, 0)) > greatest(0.01 * coalesce(t.km
 """
 
 
+# Report lines normalized together: bounds the dicts held for a report of any size.
+_ROWS_PER_CHUNK = 20_000
+
+
 def parse_report_csv(spec: TableSpec, content: bytes, days: list[int]) -> dict[int, Normalized]:
     """Split a report file by its `day` column and normalize each day's rows.
 
     Empty cells mean "no value". A row whose day is not one of `days`, or not a day at all, is
-    quarantined under the first day rather than dropped.
+    quarantined under the first day rather than dropped. Rows are normalized in chunks as they
+    are read, so a large report is never held as dicts all at once.
     """
-    text = content.decode("utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
+    text = io.TextIOWrapper(io.BytesIO(content), encoding="utf-8-sig", newline="")
+    reader = csv.DictReader(text)
     if reader.fieldnames is None or "day" not in reader.fieldnames:
         raise ValueError(
             f"{spec.name}: the report has no `day` column (columns: {reader.fieldnames})"
         )
-    by_day: dict[int, list[dict]] = defaultdict(list)
+    wanted = set(days)
+    pending: dict[int, list[dict]] = defaultdict(list)
+    seen: dict[int, set[str]] = defaultdict(set)
+    parts: dict[int, list[Normalized]] = defaultdict(list)
     stray: list[dict] = []
     for row in reader:
         record = {k: (None if v == "" else v) for k, v in row.items() if k is not None}
         if None in row:
             record["_unnamed_cells"] = row[None]
+        claimed = record.pop("day")
         try:
-            day = int(record.pop("day"))
+            day = int(claimed)
         except (TypeError, ValueError):
             day = None
-        if day in days:
-            by_day[day].append(record)
-        else:
-            stray.append(record)
-    result = {day: normalize(spec, by_day.get(day, []), day) for day in days}
+        if day not in wanted:
+            # The quarantine keeps the day the row claimed: it is why the row is there.
+            stray.append({"day": claimed, **record})
+            continue
+        pending[day].append(record)
+        if len(pending[day]) >= _ROWS_PER_CHUNK:
+            parts[day].append(normalize(spec, pending.pop(day), day, seen=seen[day]))
+    for day, records in pending.items():
+        parts[day].append(normalize(spec, records, day, seen=seen[day]))
+    result = {day: merge(spec, parts.get(day, [])) for day in days}
     for record in stray:
         reason = "report row for a day outside the requested range"
         result[days[0]].quarantine.append(quarantine_row(spec, days[0], None, reason, record))

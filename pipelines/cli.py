@@ -8,6 +8,7 @@ are read when a command runs, which is why the Dagster definitions are imported 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -16,11 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
 
 from pipelines.settings import SettingsError, load_settings, parse_day
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DAGSTER_HOME = PROJECT_ROOT / ".dagster_home"
@@ -34,6 +39,13 @@ concurrency:
 telemetry:
   enabled: false
 """
+
+
+# Tags naming the process that runs a sync started here, so that a later sync can tell a run
+# whose process died (killed, out of memory, a reboot) from one still going.
+_PID_TAG = "hellotracks/pid"
+_HOST_TAG = "hellotracks/host"
+_PROCESS_STARTED_TAG = "hellotracks/process_started"
 
 
 def main() -> None:
@@ -58,7 +70,10 @@ def ensure_instance() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(_INSTANCE_YAML)
+        # Written beside and renamed, so a sync starting at the same moment never reads it half.
+        partial = home / f".dagster.yaml.{os.getpid()}.tmp"
+        partial.write_text(_INSTANCE_YAML)
+        os.replace(partial, config)
     return home
 
 
@@ -110,7 +125,6 @@ def sync(first: str, last: str, quiet: bool) -> None:
 
 def run_sync(first: int, last: int, progress: bool = True) -> bool:
     """Run the sync job over first..last in this process, recorded in the instance."""
-    from dagster import DagsterInstance
     from dagster._core.utils import make_new_run_id
 
     from pipelines.definitions import defs
@@ -118,8 +132,13 @@ def run_sync(first: int, last: int, progress: bool = True) -> bool:
     from pipelines.progress import RunProgress
     from pipelines.schedules import range_tags
 
-    ensure_instance()
-    instance = DagsterInstance.get()
+    instance = open_instance()
+    for stale in release_abandoned_runs(instance):
+        click.echo(
+            f"Run {stale[:8]} of an earlier sync stopped with its process (killed?): "
+            "marked failed, and its slots of the API pool freed.",
+            err=True,
+        )
     job = defs.resolve_job_def(SYNC_JOB_NAME)
     run_id = make_new_run_id()
     days = day_range(first, last)
@@ -130,10 +149,11 @@ def run_sync(first: int, last: int, progress: bool = True) -> bool:
             result = job.execute_in_process(
                 instance=instance,
                 run_id=run_id,
-                tags=range_tags(str(first), str(last)),
+                tags={**range_tags(str(first), str(last)), **_process_tags()},
                 raise_on_error=False,
-                # The progress bar tells the story; the full event log stays in the instance.
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                # The progress tracker prints warnings and failures, one line each; the full
+                # event log, tracebacks included, stays in the instance for the UI.
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             )
             outcome["success"] = result.success
         except BaseException as exc:  # reported below, on the main thread
@@ -151,6 +171,96 @@ def run_sync(first: int, last: int, progress: bool = True) -> bool:
         raise click.ClickException(f"the sync could not run: {outcome['error']}")
     tracker.print_summary(first, last)
     return bool(outcome.get("success"))
+
+
+def open_instance() -> DagsterInstance:
+    """The Dagster instance under DAGSTER_HOME, safe to open from several syncs at once."""
+    from dagster import DagsterInstance
+
+    with instance_lock(ensure_instance()):
+        return DagsterInstance.get()
+
+
+@contextmanager
+def instance_lock(home: Path) -> Iterator[None]:
+    """Hold the instance directory for this process alone while the block runs.
+
+    Opening a new instance creates its SQLite databases; two syncs doing that at the same moment
+    collide ("table runs already exists"). Where advisory file locks do not exist (Windows), the
+    block runs unguarded, and two first syncs should not be started at once.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(home / ".hellotracks.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _process_tags() -> dict[str, str]:
+    import psutil
+
+    me = psutil.Process()
+    return {
+        _PID_TAG: str(me.pid),
+        _HOST_TAG: socket.gethostname(),
+        _PROCESS_STARTED_TAG: f"{me.create_time():.3f}",
+    }
+
+
+def _process_gone(tags: dict[str, str]) -> bool:
+    """Whether the process named by a run's tags has ended (a reused pid does not count)."""
+    import psutil
+
+    try:
+        process = psutil.Process(int(tags[_PID_TAG]))
+        return abs(process.create_time() - float(tags[_PROCESS_STARTED_TAG])) > 1.0
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return True
+    except (KeyError, ValueError, psutil.AccessDenied):
+        return False
+
+
+def release_abandoned_runs(instance: DagsterInstance) -> list[str]:
+    """Fail the unfinished sync runs whose `hellotracks` process on this host has died.
+
+    An in-process run that is killed keeps its status and its slots of the API pool for good,
+    so every later sync would wait for that pool forever. Runs started elsewhere (the UI, the
+    daemon) carry no process tags and are left to Dagster's run monitoring. Returns the ids of
+    the runs marked failed.
+    """
+    from dagster import DagsterRunStatus, RunsFilter
+
+    from pipelines.jobs import SYNC_JOB_NAME
+
+    unfinished = instance.get_runs(
+        filters=RunsFilter(
+            job_name=SYNC_JOB_NAME,
+            statuses=[
+                DagsterRunStatus.NOT_STARTED,
+                DagsterRunStatus.STARTING,
+                DagsterRunStatus.STARTED,
+            ],
+            tags={_HOST_TAG: socket.gethostname()},
+        )
+    )
+    released = []
+    for run in unfinished:
+        if not _process_gone(run.tags):
+            continue
+        instance.report_run_failed(
+            run,
+            message=f"The process of this run (pid {run.tags[_PID_TAG]}) ended before the run "
+            "did; marked failed by a later `hellotracks sync`.",
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
 
 
 @cli.command()
@@ -271,9 +381,11 @@ def _sandbox_process(port: int) -> Iterator[tuple[str, str, str]]:
 
 
 def _register_optional_commands() -> None:
+    from pipelines.bench import bench_command
     from sandbox.server import sandbox_command
 
     cli.add_command(sandbox_command, name="sandbox")
+    cli.add_command(bench_command, name="bench")
 
 
 _register_optional_commands()

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
 from dagster import DagsterEventType, DagsterInstance
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from dagster._utils.error import SerializableErrorInfo
+
 _STEP_END = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+_POOL_BLOCKED = "Step blocked by limit for pool"
+_NOT_EXECUTED = "Dependencies for step"
 
 
 class RunProgress:
-    """Follows one run's event log: steps finished, rows loaded, API requests, failures."""
+    """Follows one run's event log: steps finished, rows loaded, API requests, failures.
+
+    Warnings the steps log, and a wait for the API pool, are printed as one line each when they
+    come, progress bar or not; a failed step is summed up in one line at the end. Tracebacks stay
+    in the run's event log, for the UI.
+    """
 
     def __init__(
         self, instance: DagsterInstance, run_id: str, days: list[int], show: bool = True
@@ -25,8 +39,12 @@ class RunProgress:
         self.steps_total = 0
         self.rows: dict[str, int] = {}
         # In a range run each day gets a copy of the same metadata: keep one value per asset.
+        # Requests come from materializations, so a failed step's are not counted; its own
+        # observation of `api_requests` would let them be.
         self.requests: dict[str, int] = {}
         self.failures: list[str] = []
+        self.skipped: list[str] = []
+        self.waiting = False
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -67,6 +85,11 @@ class RunProgress:
     def _consume(self, entry) -> None:
         event = entry.dagster_event
         if event is None:
+            if entry.user_message.startswith(_NOT_EXECUTED):
+                # Steps skipped after a failure: named once in the summary, not one line each.
+                self.skipped.append(entry.step_key or "?")
+            elif entry.level >= logging.WARNING:
+                self._say("yellow", "warning", f"{entry.step_key or 'run'}: {entry.user_message}")
             return
         kind = event.event_type
         if kind == DagsterEventType.RUN_START:
@@ -75,8 +98,17 @@ class RunProgress:
             self.steps_done += 1
             if kind == DagsterEventType.STEP_FAILURE:
                 error = event.step_failure_data.error
-                message = error.message.strip().splitlines()[-1] if error else "unknown error"
+                message = failure_message(error) if error else "unknown error"
                 self.failures.append(f"{event.step_key}: {message}")
+        elif kind == DagsterEventType.ENGINE_EVENT and not self.waiting:
+            if (event.message or "").startswith(_POOL_BLOCKED):
+                self.waiting = True
+                pool = event.message[len(_POOL_BLOCKED) :].strip()
+                self._say(
+                    "yellow",
+                    "waiting",
+                    f"another run holds the {pool} pool; this sync goes on when it is free",
+                )
         elif kind == DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.step_materialization_data.materialization
             metadata = materialization.metadata
@@ -98,12 +130,31 @@ class RunProgress:
         return 0
 
     def print_summary(self, first: int, last: int) -> None:
-        table = Table(title=f"Synced {first}..{last}", show_edge=False)
-        table.add_column("table")
-        table.add_column("rows", justify="right")
-        for name in sorted(self.rows):
-            table.add_row(name, f"{self.rows[name]:,}")
-        self.console.print(table)
+        if self.rows:
+            title = f"{'Partly synced' if self.failures else 'Synced'} {first}..{last}"
+            table = Table(title=title, show_edge=False)
+            table.add_column("table")
+            table.add_column("rows", justify="right")
+            for name in sorted(self.rows):
+                table.add_row(name, f"{self.rows[name]:,}")
+            self.console.print(table)
         self.console.print(f"API requests: {sum(self.requests.values()):,}")
         for failure in self.failures:
-            self.console.print(f"[red]failed[/red] {failure}")
+            self._say("red", "failed", failure)
+        if self.skipped:
+            self._say("red", "not run", "after that failure: " + ", ".join(self.skipped))
+
+    def _say(self, colour: str, label: str, text: str) -> None:
+        # Long lines stay whole: a message is easier to search for than to read wrapped.
+        self.console.print(f"[{colour}]{label}[/{colour}] {escape(text)}", soft_wrap=True)
+
+
+def failure_message(error: SerializableErrorInfo) -> str:
+    """The error a step raised, on one line, without Dagster's wrapper around it."""
+    while error.cls_name.startswith("Dagster") and error.cause is not None:
+        error = error.cause
+    text = " ".join(error.message.split())
+    qualified, _, rest = text.partition(": ")
+    if rest and qualified.rsplit(".", 1)[-1] == error.cls_name:
+        text = f"{error.cls_name}: {rest}"
+    return text

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
+import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -24,18 +26,40 @@ _READ_ONLY = {
 }
 
 
+# What precedes the statement an EXPLAIN explains: comments, the keyword, ANALYZE or options.
+_EXPLAIN_PREFIX = re.compile(
+    r"(?:\s+|/\*.*?\*/|--[^\n]*\n)*EXPLAIN\s*(?:ANALY[SZ]E\b|\([^)]*\))?", re.I | re.S
+)
+
+
+# How long a query waits for a sync's load to let go of the DuckDB file.
+LOCK_WAIT_SECONDS = 60.0
+
+
 class QueryError(Exception):
     """A query the warehouse cannot or will not run; the message says why."""
 
 
-def connect_read_only(warehouse_dir: str) -> duckdb.DuckDBPyConnection:
+def connect_read_only(
+    warehouse_dir: str, wait_seconds: float = LOCK_WAIT_SECONDS
+) -> duckdb.DuckDBPyConnection:
+    """A read-only connection, waiting up to `wait_seconds` while a sync holds the write lock.
+
+    A sync holds the file only while it loads a table, so a query started meanwhile waits for
+    that load rather than fail.
+    """
     path = Path(warehouse_dir) / DATABASE_FILE
     if not path.exists():
         raise QueryError(f"no warehouse at {path}: run `hellotracks demo` or a sync first")
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.IOException as exc:
-        raise QueryError(f"cannot open {path}: {exc}") from None
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise QueryError(f"cannot open {path}: {_first_line(exc)}") from None
+            time.sleep(0.2)
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -50,11 +74,13 @@ def run_read_only(warehouse_dir: str, query: str) -> pa.Table:
             raise QueryError(f"the query does not parse: {_first_line(exc)}") from None
         if len(statements) != 1:
             raise QueryError(f"give exactly one statement (got {len(statements)})")
-        kind = statements[0].type
+        kind = _explained_kind(con, statements[0])
+        if kind is None:
+            raise QueryError("refused: cannot tell what this EXPLAIN would run")
         if kind not in _READ_ONLY:
             raise QueryError(
-                f"refused: {kind.name} statements change the warehouse; `hellotracks sql` only "
-                "reads (re-sync a day to change it)"
+                f"refused: {kind.name} statements change the warehouse or write files; "
+                "`hellotracks sql` only reads (re-sync a day to change it)"
             )
         try:
             return con.sql(query).to_arrow_table()
@@ -62,6 +88,22 @@ def run_read_only(warehouse_dir: str, query: str) -> pa.Table:
             raise QueryError(_first_line(exc)) from None
     finally:
         con.close()
+
+
+def _explained_kind(con: duckdb.DuckDBPyConnection, statement) -> duckdb.StatementType | None:
+    """The statement's type, or for an EXPLAIN the type of what it explains.
+
+    EXPLAIN ANALYZE runs the statement it explains, so `EXPLAIN ANALYZE COPY ... TO` writes a file
+    as surely as the COPY does. None when the explained statement cannot be made out.
+    """
+    if statement.type != duckdb.StatementType.EXPLAIN:
+        return statement.type
+    prefix = _EXPLAIN_PREFIX.match(statement.query)
+    try:
+        inner = con.extract_statements(statement.query[prefix.end() :]) if prefix else []
+    except duckdb.Error:
+        return None
+    return _explained_kind(con, inner[0]) if len(inner) == 1 else None
 
 
 def _first_line(exc: Exception) -> str:

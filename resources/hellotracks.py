@@ -66,6 +66,11 @@ _AUTH_STATUSES = {
     -8: "invalid, missing or disabled API key",
     -12: "the session is no longer valid (forced logout)",
 }
+# How a row without an id is told apart from others: by all of its content, in a fixed order.
+_CONTENT_KEY = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+# Refusals of the key itself: once one comes, every later request of the client would get the
+# same, so it sends none. A permission refusal (-5, HTTP 403) may concern one action only.
+_KEY_REFUSALS = {-3, -8, -12}
 _AUTH_ADVICE = (
     "check HELLOTRACKS_API_KEY, enable API access in Hellotracks under More -> API & Integrations, "
     "and make sure the account behind the key has permission to read this data"
@@ -233,23 +238,34 @@ class _Listing:
     def id_key(self) -> str:
         return _ID_KEYS[self.action]
 
-    def fresh(self, rows: list[Any]) -> list[dict[str, Any]]:
-        """The rows not seen before in this listing, in the order received."""
+    def fresh(self, rows: list[Any]) -> list[Any]:
+        """The rows of this page not seen on an earlier page of the listing, in order.
+
+        A row seen on an earlier page is the server paging badly, and is dropped. An id twice
+        in one page is the server's data: an exact copy is dropped, a different record is kept
+        for the normalizer to quarantine as a duplicate. A row without an id, or not an object,
+        is known by its whole content and kept too: the normalizer quarantines it, and a page
+        that repeats it still counts as repeated.
+        """
         new = []
+        on_page: dict[str, Any] = {}
         for row in rows:
-            if not isinstance(row, dict) or row.get(self.id_key) is None:
-                # Without an id there is no telling a repeated page from a new one, so paging
-                # could neither deduplicate nor stop: refuse the answer instead.
-                raise HellotracksError(
-                    f"{self.action} answered a row without {self.id_key!r}; cannot page safely",
-                    action=self.action,
-                )
-            # str() makes 123 and "123" one id: a drifting server may send numbers as text.
-            key = str(row[self.id_key])
-            if key not in self.seen:
+            key = self._key(row)
+            if key in on_page:
+                if row != on_page[key]:
+                    new.append(row)
+            elif key not in self.seen:
                 self.seen.add(key)
+                on_page[key] = row
                 new.append(row)
         return new
+
+    def _key(self, row: Any) -> str:
+        ident = row.get(self.id_key) if isinstance(row, dict) else None
+        if ident is None or ident == "":
+            return "row:" + orjson.dumps(row, option=_CONTENT_KEY).decode()
+        # str() makes 123 and "123" one id: a drifting server may send numbers as text.
+        return str(ident)
 
 
 class _Pacer:
@@ -293,9 +309,10 @@ class HellotracksClient:
     as the server sent them) de-duplicated by id across the whole listing; with `prefetch`, the
     next page is fetched in a background thread while the caller works on the current one.
 
-    Errors: `HellotracksAuthError` for a refused key or account (never retried),
-    `HellotracksRequestError` for a refused request, `HellotracksUnavailableError` once retries
-    run out, `HellotracksError` for an answer the client cannot use.
+    Errors: `HellotracksAuthError` for a refused key or account (never retried; once the key
+    itself is refused, later requests are not even sent), `HellotracksRequestError` for a refused
+    request, `HellotracksUnavailableError` once retries run out, `HellotracksError` for an answer
+    the client cannot use.
     """
 
     def __init__(
@@ -324,7 +341,8 @@ class HellotracksClient:
         if not timeout_seconds > 0:
             raise ValueError("timeout_seconds must be positive")
         self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._api_key = _clean_key(api_key)
+        self._refused: HellotracksAuthError | None = None
         self._page_size = page_size
         self._max_retries = max_retries
         self._backoff_base = backoff_base_seconds
@@ -662,6 +680,13 @@ class HellotracksClient:
         broken bodies and HTML pages share `max_retries`; not-ready answers have their own
         `not_ready_retries`. With `too_large_ok`, a 504 raises `_TooLarge` at once.
         """
+        if self._refused is not None:
+            raise HellotracksAuthError(
+                f"{action}: not sent, the key was refused on {self._refused.action} already",
+                action=action,
+                status=self._refused.status,
+                http_status=self._refused.http_status,
+            )
         url = f"{self._base_url}/{action}"
         body = orjson.dumps({"data": data, "ver": 2})
         failures: list[str] = []
@@ -675,6 +700,8 @@ class HellotracksClient:
                 assert outcome.payload is not None
                 return outcome.payload
             if outcome.error is not None:
+                if _refuses_key(outcome.error):
+                    self._refused = outcome.error
                 raise outcome.error
             failures.append(outcome.reason)
             if outcome.kind == "too_large" and too_large_ok:
@@ -867,6 +894,27 @@ class HellotracksClient:
     def _scrub(self, text: str) -> str:
         """`text` with the API key blanked out, for anything that ends up in a message."""
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def _clean_key(key: str) -> str:
+    """The key without the whitespace a copy and paste brings along; refuses what cannot be one.
+
+    A key travels in an HTTP header, which cannot carry control or non-ASCII characters: left
+    in, they fail every request in the HTTP library, whose message would quote the key.
+    """
+    key = key.strip()
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        raise HellotracksAuthError(
+            "the API key holds spaces, control or non-ASCII characters, which no key has; "
+            "copy it again from Hellotracks (More -> API & Integrations) into HELLOTRACKS_API_KEY"
+        )
+    return key
+
+
+def _refuses_key(error: HellotracksError) -> bool:
+    return isinstance(error, HellotracksAuthError) and (
+        error.status in _KEY_REFUSALS or error.http_status == 401
+    )
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:
