@@ -10,8 +10,8 @@ from dagster import (
     asset,
 )
 
-from assets.common import API_POOL, api_used, run_days, store_days
-from assets.normalize import TableSpec, col, normalize_pages
+from assets.common import API_POOL, api_used, run_days, store_days, stream_day
+from assets.normalize import TableSpec, col
 from pipelines.partitions import daily_partitions
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
@@ -141,7 +141,7 @@ def jobs(
     client = hellotracks.get_client()
     before = client.stats.snapshot()
 
-    per_day = {day: normalize_pages(JOBS, client.getjobs(day), day) for day in days}
+    per_day = {day: stream_day(warehouse, JOBS, day, client.getjobs(day)) for day in days}
 
     metadata = store_days(context, warehouse, JOBS, per_day, api=api_used(client, before))
 

@@ -14,10 +14,12 @@ Nothing is dropped silently:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import combinations, repeat
 from typing import Any
 
 import orjson
@@ -28,6 +30,17 @@ import pyarrow.compute as pc
 # to year 2100. Anything else is quarantined rather than loaded as a nonsense date.
 _TS_MIN_MS = 946_684_800_000
 _TS_MAX_MS = 4_102_444_800_000
+
+# The exact Python types (as orjson makes them) that a kind converts in one `pa.array` call.
+_NONE = type(None)
+_FAST_TYPES: dict[str, set[type]] = {
+    "int": {int, _NONE},
+    "day": {int, _NONE},
+    "float": {int, float, _NONE},
+    "str": {str, _NONE},
+    "bool": {bool, _NONE},
+}
+_LOCAL_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "str": pa.string(),
@@ -101,6 +114,7 @@ class Normalized:
     table: pa.Table
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     extra_fields: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0  # time spent turning records into `table`
 
     @property
     def quarantined(self) -> int:
@@ -126,10 +140,12 @@ def merge(spec: TableSpec, parts: Sequence[Normalized]) -> Normalized:
     """One `Normalized` from several of the same table and day (pages of one listing)."""
     if not parts:
         return Normalized(spec.schema().empty_table())
+    started = time.perf_counter()
     merged = Normalized(pa.concat_tables([p.table for p in parts]).combine_chunks())
     for part in parts:
         merged.quarantine.extend(part.quarantine)
         merged.extra_fields.update(part.extra_fields)
+    merged.seconds = sum(p.seconds for p in parts) + time.perf_counter() - started
     return merged
 
 
@@ -144,31 +160,42 @@ def normalize(
     """Turn raw API records into an Arrow table of `spec`'s schema for `day`.
 
     `seen` carries the ids of earlier pages of the same listing, so duplicates across pages are
-    caught too.
+    caught too. The result's `seconds` is the time the conversion took.
     """
-    records, quarantine = _dedupe(spec, records, day, set() if seen is None else seen)
+    started = time.perf_counter()
+    result = _normalize(spec, records, day, fetched_at, set() if seen is None else seen)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _normalize(
+    spec: TableSpec,
+    records: Sequence[dict[str, Any]],
+    day: int,
+    fetched_at: datetime | None,
+    seen: set[str],
+) -> Normalized:
+    # This runs at about 40,000 job records a second, the largest per-row cost of a sync (see
+    # docs/benchmarks.md): every value passes through a Python dict first. Decoding a page's raw
+    # JSON straight into Arrow (pyarrow.json with the explicit schema, the checks below done with
+    # Arrow compute) would remove that, at the price of the client handing out raw pages.
+    records, quarantine = _dedupe(spec, records, day, seen)
     if not records:
         return Normalized(spec.schema().empty_table(), quarantine)
 
     rejected: dict[int, str] = {}
     arrays: dict[str, pa.Array] = {}
+    fields = set().union(*records)
     for column in spec.columns:
+        if fields.isdisjoint(path.split(".", 1)[0] for path in column.source):
+            # A documented field the server does not send: nothing to look up or convert.
+            arrays[column.name] = pa.nulls(len(records), column.arrow_type)
+            continue
         values = _extract(records, column.source)
         arrays[column.name] = _convert(column, values, rejected)
 
-    known = spec.known_fields
-    aliased = [c.source for c in spec.columns if len(c.source) > 1]
     extra_fields: Counter[str] = Counter()
-    extras: list[str | None] = []
-    for record in records:
-        kept = {k: record[k] for k in record.keys() - known}
-        for source in aliased:
-            kept.update(_shadowed(record, source))
-        if kept:
-            extra_fields.update(kept.keys())
-            extras.append(orjson.dumps(dict(sorted(kept.items()))).decode())
-        else:
-            extras.append(None)
+    extras = _extras(spec, records, fields, extra_fields)
 
     n = len(records)
     columns: dict[str, pa.Array] = {"day": pa.array([day] * n, pa.int32())}
@@ -245,26 +272,78 @@ def _lookup(record: dict[str, Any], source: tuple[str, ...]) -> Any:
     return None
 
 
-def _shadowed(record: dict[str, Any], source: tuple[str, ...]) -> dict[str, Any]:
-    """Values of a column's later sources that differ from the one the column took.
+def _extras(
+    spec: TableSpec, records: Sequence[dict[str, Any]], fields: set[str], counts: Counter[str]
+) -> list[str | None]:
+    """Each record's `extras` JSON (None when it has nothing to keep); counts the fields kept.
+
+    Kept are the top-level fields no column reads, and the shadowed spellings (`_shadowed`);
+    `fields` are the top-level fields of all the records. Most pages have neither, which is
+    found without a loop over the records in Python.
+    """
+    unknown = fields - spec.known_fields
+    shadowed: dict[int, dict[str, Any]] = {}
+    for column in spec.columns:
+        if len(column.source) > 1:
+            for index, found in _shadowed(records, column.source).items():
+                shadowed.setdefault(index, {}).update(found)
+    extras: list[str | None] = [None] * len(records)
+    if not unknown and not shadowed:
+        return extras
+    for index, record in enumerate(records):
+        kept = {k: record[k] for k in unknown if k in record}
+        kept.update(shadowed.get(index, ()))
+        if kept:
+            counts.update(kept.keys())
+            extras[index] = orjson.dumps(dict(sorted(kept.items()))).decode()
+    return extras
+
+
+def _shadowed(
+    records: Sequence[dict[str, Any]], source: tuple[str, ...]
+) -> dict[int, dict[str, Any]]:
+    """By record index, the values of a column's later sources that differ from the one taken.
 
     Two spellings of one field (`label`/`labels`, `moving` in or out of `states`) normally agree
     or only one is sent; when both come with different values, the one not stored in the column
     is kept in `extras` under its path instead of being dropped.
     """
-    found = [(path, _lookup(record, (path,))) for path in source]
-    present = [(path, value) for path, value in found if value is not None]
-    if len(present) < 2:
-        return {}
-    chosen = present[0][1]
-    return {path: value for path, value in present[1:] if value != chosen}
+    found = [_extract(records, (path,)) for path in source]
+    # Something differs from the value taken exactly when two present values differ, which is
+    # rare: the pairs are compared column against column before any record is looked at.
+    candidates: set[int] = set()
+    for one, other in combinations(found, 2):
+        candidates.update(
+            index
+            for index, (a, b) in enumerate(zip(one, other, strict=True))
+            if a is not None and b is not None and a != b
+        )
+    differing: dict[int, dict[str, Any]] = {}
+    for index in sorted(candidates):
+        pairs = zip(source, (values[index] for values in found), strict=True)
+        present = [(path, value) for path, value in pairs if value is not None]
+        chosen = present[0][1]
+        kept = {path: value for path, value in present[1:] if value != chosen}
+        if kept:
+            differing[index] = kept
+    return differing
 
 
 def _extract(records: Sequence[dict[str, Any]], source: tuple[str, ...]) -> list[Any]:
-    if len(source) == 1 and "." not in source[0]:
-        name = source[0]
-        return [r.get(name) for r in records]
-    return [_lookup(r, source) for r in records]
+    """One column's values: per record, the first of `source`'s paths present in it, or None."""
+    if any("." in path for path in source):
+        return [_lookup(r, source) for r in records]
+    # `dict.get` mapped over the records runs without a Python frame per record: this is the
+    # inner loop of every page. The records are dicts here (`_dedupe` quarantined the rest).
+    n = len(records)
+    if len(source) == 1:
+        return list(map(dict.get, records, repeat(source[0], n)))
+    values = list(map(dict.get, records, repeat(source[-1], n)))
+    for path in reversed(source[:-1]):
+        found = map(dict.get, records, repeat(path, n), repeat(_MISSING, n))
+        pairs = zip(found, values, strict=True)
+        values = [value if value is not _MISSING else later for value, later in pairs]
+    return values
 
 
 def _convert(column: Column, values: list[Any], rejected: dict[int, str]) -> pa.Array:
@@ -281,27 +360,22 @@ def _convert(column: Column, values: list[Any], rejected: dict[int, str]) -> pa.
     if kind == "ts_ms":
         return _convert_timestamps(column, values, rejected)
     target = column.arrow_type
-    try:
-        if kind == "int" and any(type(v) is not int for v in values if v is not None):
-            raise pa.ArrowInvalid("not all ints")
-        if kind == "str" and any(type(v) is not str for v in values if v is not None):
-            raise pa.ArrowInvalid("not all strings")
-        if kind == "day" and any(
-            type(v) is not int or (v != 0 and not _is_real_day(v))
-            for v in set(values)
-            if v is not None
-        ):
-            raise pa.ArrowInvalid("not all real days")
-        if kind == "bool" and any(type(v) is not bool for v in values if v is not None):
-            raise pa.ArrowInvalid("not all bools")
-        if kind == "local_dt" and any(v is not None for v in values):
-            raise pa.ArrowInvalid("text to parse")
-        if kind == "float" and any(type(v) not in (int, float) for v in values if v is not None):
-            raise pa.ArrowInvalid("not all numbers")
-        return pa.array(values, target)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        pass
-    converter = _SLOW[kind]
+    if kind == "local_dt":
+        return _convert_local_dt(column, values, rejected)
+    # The set of the values' exact types is taken in C; a bool is not an int here, as in JSON.
+    if set(map(type, values)) <= _FAST_TYPES[kind] and (
+        kind != "day" or all(v == 0 or _is_real_day(v) for v in set(values) if v is not None)
+    ):
+        try:
+            return pa.array(values, target)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+    return _convert_slowly(column, values, rejected)
+
+
+def _convert_slowly(column: Column, values: list[Any], rejected: dict[int, str]) -> pa.Array:
+    """Convert value by value; a value that does not fit rejects its row, with the reason."""
+    converter = _SLOW[column.kind]
     out: list[Any] = []
     for index, value in enumerate(values):
         try:
@@ -309,20 +383,43 @@ def _convert(column: Column, values: list[Any], rejected: dict[int, str]) -> pa.
         except _Rejected as exc:
             rejected.setdefault(index, f"{column.source[0]}: {exc}")
             out.append(None)
-    return pa.array(out, target)
+    return pa.array(out, column.arrow_type)
+
+
+def _convert_local_dt(column: Column, values: list[Any], rejected: dict[int, str]) -> pa.Array:
+    """Parse `YYYY-MM-DD HH:MM:SS` texts in one pass; any other value goes value by value."""
+    if not set(map(type, values)) <= _FAST_TYPES["str"]:
+        return _convert_slowly(column, values, rejected)
+    text = pa.array(values, pa.string())
+    parsed = pc.strptime(text, format=_LOCAL_DT_FORMAT, unit="s", error_is_null=True)
+    # strptime rolls 30 February over into March: only a value that prints back as it was
+    # written is taken as parsed.
+    exact = pc.fill_null(pc.equal(pc.strftime(parsed, format=_LOCAL_DT_FORMAT), text), False)
+    if pc.all(pc.or_(exact, pc.is_null(text))).as_py():
+        return parsed
+    merged: list[Any] = parsed.to_pylist()
+    for index in pc.indices_nonzero(pc.and_(pc.invert(exact), pc.is_valid(text))).to_pylist():
+        try:
+            merged[index] = _to_local_dt(values[index])
+        except _Rejected as exc:
+            rejected.setdefault(index, f"{column.source[0]}: {exc}")
+            merged[index] = None
+    return pa.array(merged, column.arrow_type)
 
 
 def _convert_timestamps(column: Column, values: list[Any], rejected: dict[int, str]) -> pa.Array:
-    ints: list[int | None] = []
-    for index, value in enumerate(values):
-        if value is None or type(value) is int:
-            ints.append(value)
-            continue
-        try:
-            ints.append(_to_int(value))
-        except _Rejected as exc:
-            rejected.setdefault(index, f"{column.source[0]}: {exc}")
-            ints.append(None)
+    ints: list[int | None] = values
+    if not set(map(type, values)) <= _FAST_TYPES["int"]:
+        ints = []
+        for index, value in enumerate(values):
+            if value is None or type(value) is int:
+                ints.append(value)
+                continue
+            try:
+                ints.append(_to_int(value))
+            except _Rejected as exc:
+                rejected.setdefault(index, f"{column.source[0]}: {exc}")
+                ints.append(None)
     raw = pa.array(ints, pa.int64())
     zero_or_null = pc.fill_null(pc.equal(raw, 0), True)
     implausible = pc.and_kleene(

@@ -5,6 +5,8 @@ paths at once instead of looping over characters in Python.
 """
 
 import re
+import time
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,6 +37,10 @@ SCHEMA = pa.schema(
 )
 
 _EARTH_RADIUS_M = 6_371_008.8
+# Tracks decoded at once. The decode's arrays grow with the points of a batch, so a day of any
+# size costs the memory of this many tracks (about 12 points each on the sandbox's fleets).
+_TRACKS_PER_BATCH = 20_000
+_TRACK_COLUMNS = ["track_id", "member_uid", "start_ts", "end_ts", "path_encoded"]
 _POLYLINE_CHARS = re.compile(r"[?-~]*")  # the 64 characters a polyline is written in
 
 
@@ -166,16 +172,13 @@ def track_points(context: AssetExecutionContext, warehouse: WarehouseResource) -
     days = run_days(context)
 
     quarantine: list[dict] = []
+    seconds: Counter[str] = Counter()
     for day in days:
-        tracks = pq.read_table(
-            warehouse.parquet_path(TRACKS.name, day),
-            columns=["track_id", "member_uid", "start_ts", "end_ts", "path_encoded"],
-        )
-        points, bad = points_table(tracks, day)
-        quarantine.extend(bad)
-        warehouse.write_day(TABLE, day, points)
+        quarantine.extend(write_points(warehouse, day, seconds))
 
+    started = time.perf_counter()
     loaded = warehouse.load_days(TABLE, days, quarantine_table(quarantine))
+    seconds["duckdb_seconds"] += time.perf_counter() - started
 
     total = sum(loaded.values())
     context.log.info(f"track_points: {total} points for {len(days)} day(s)")
@@ -185,5 +188,26 @@ def track_points(context: AssetExecutionContext, warehouse: WarehouseResource) -
             "dagster/column_schema": column_schema(SCHEMA),
             "quarantined": len(quarantine),
             "days": f"{days[0]}..{days[-1]} ({len(days)})",
+            **{name: round(value, 3) for name, value in seconds.items()},
         }
     )
+
+
+def write_points(warehouse: WarehouseResource, day: int, seconds: Counter[str]) -> list[dict]:
+    """Decode one day's tracks into its `track_points` Parquet file, a batch of tracks at a time.
+
+    Returns the quarantine rows of tracks whose path does not decode; adds the time spent to
+    `seconds` (`decode_seconds`, `parquet_seconds`).
+    """
+    tracks = pq.ParquetFile(warehouse.parquet_path(TRACKS.name, day))
+    bad: list[dict] = []
+    with warehouse.day_writer(TABLE, day, SCHEMA) as writer:
+        for batch in tracks.iter_batches(batch_size=_TRACKS_PER_BATCH, columns=_TRACK_COLUMNS):
+            started = time.perf_counter()
+            points, rejected = points_table(pa.Table.from_batches([batch]), day)
+            decoded = time.perf_counter()
+            writer.write_table(points)
+            seconds["decode_seconds"] += decoded - started
+            seconds["parquet_seconds"] += time.perf_counter() - decoded
+            bad.extend(rejected)
+    return bad

@@ -63,6 +63,10 @@ class WarehouseResource(ConfigurableResource):
 
     directory: str = "warehouse"
     lock_timeout_seconds: float = 300.0
+    # DuckDB takes up to 80% of the machine's memory by default, and loading a day holds all of
+    # it in memory until the commit: a 400,000-job day took 600 MB. Under this limit it spills to
+    # `<database>.tmp` instead, at little cost in time, so a sync's memory stays flat with the day.
+    memory_limit: str = "256MB"
 
     @property
     def root(self) -> Path:
@@ -81,17 +85,32 @@ class WarehouseResource(ConfigurableResource):
         The file is written beside its final name and renamed over it, so a reader (or a crash)
         never meets half a file.
         """
+        with self.day_writer(table, day, data.schema) as writer:
+            writer.write_table(data)
+        return self.parquet_path(table, day)
+
+    @contextmanager
+    def day_writer(self, table: str, day: int, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """A Parquet writer for one table's day, to be fed part by part (e.g. page by page).
+
+        The parts go to a file beside the final name, which replaces the day's file only when
+        the block ends without an error; an error leaves the earlier file as it was. A block that
+        writes nothing leaves a file with the schema and no rows.
+        """
         path = self.parquet_path(table, day)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # A process killed before the rename leaves this file behind. Nothing reads it, but it
+        # stays until deleted by hand; removing the day's stale `.tmp` files (older than any
+        # write could take) when its next file is written would clear them up.
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            pq.write_table(data, tmp, compression="zstd")
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+                yield writer
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        return path
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -118,6 +137,7 @@ class WarehouseResource(ConfigurableResource):
                 delay = min(delay * 2, 2.0)
         try:
             con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET memory_limit = ?", [self.memory_limit])
             yield con
         finally:
             con.close()

@@ -202,7 +202,10 @@ class SandboxApi:
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
-        self._views = ViewCache()
+        # Room for a 10,000-member day: its jobs (~400k rows) and its tracks, asked for in 20
+        # chunks of member uids, stay cached. A list that does not fit is sorted again for every
+        # page, which costs seconds per request at that size.
+        self._views = ViewCache(max_entries=64, max_rows=1_000_000)
         self._reports = ViewCache(max_entries=8, max_rows=1_000_000)
         self._report_requests: dict[tuple, int] = {}
         self._report_lock = Lock()
