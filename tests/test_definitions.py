@@ -54,8 +54,11 @@ def test_api_steps_share_one_pool():
     assert all(p == {"hellotracks_api"} for p in pools.values()), pools
 
 
-def test_dagster_definitions_validate_passes():
-    env = dict(os.environ) | {"HELLOTRACKS_TIMEZONE": "Europe/Vienna"}
+def test_dagster_definitions_validate_passes(tmp_path):
+    env = dict(os.environ) | {
+        "HELLOTRACKS_TIMEZONE": "Europe/Vienna",
+        "DAGSTER_HOME": str(tmp_path),  # dagster's CLI needs an existing instance directory
+    }
     out = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
         cwd=PROJECT,
