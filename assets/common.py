@@ -1,9 +1,9 @@
 """The phases every daily asset shares: which days a run covers, and how a day is stored.
 
 An asset body reads as: work out the days, fetch, normalize, then `store_days` (Parquet per day,
-one DuckDB transaction for the whole run, a per-day observation, and the materialization's
-metadata). A listing that can be large goes through `stream_day` instead of being normalized
-whole: its pages go to the day's Parquet file as they come. Keeping these here means the
+one DuckDB transaction for the whole run, and the materialization's metadata). A listing that
+can be large goes through `stream_day` instead of being normalized whole: its pages go to the
+day's Parquet file as they come. Keeping these here means the
 datasets differ only in what they fetch.
 """
 
@@ -20,8 +20,6 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
-    AssetObservation,
     MetadataValue,
     TableColumn,
     TableSchema,
@@ -132,18 +130,15 @@ def store_days(
     spec: TableSpec,
     per_day: Mapping[int, Normalized],
     *,
-    asset_key: AssetKey | None = None,
     api: Mapping[str, float] | None = None,
 ) -> dict[str, object]:
     """Write each day's Parquet file, load all of them into DuckDB at once, and report.
 
     A `Written` day (from `stream_day`) already has its file and is only loaded.
 
-    Returns the materialization metadata, with the seconds spent normalizing, writing Parquet
-    and loading DuckDB; per-day counts are logged as observations, because in a range run
-    Dagster copies one materialization's metadata onto every day.
+    Returns the materialization metadata (see `row_counts`), with the seconds spent
+    normalizing, writing Parquet and loading DuckDB.
     """
-    asset_key = asset_key or context.asset_key
     started = time.perf_counter()
     streamed = 0.0
     for day, normalized in per_day.items():
@@ -161,22 +156,8 @@ def store_days(
     }
 
     extras: Counter[str] = Counter()
-    for day, normalized in per_day.items():
+    for normalized in per_day.values():
         extras.update(normalized.extra_fields)
-        # One event per asset and day, beside the materialization Dagster writes for each day:
-        # each costs a write to the instance (~20 ms measured), which a 30-day range pays 30 times
-        # per asset (docs/benchmarks.md). Per-day counts in one run-level metadata entry would
-        # halve that, if the UI's per-partition row counts could go.
-        context.log_event(
-            AssetObservation(
-                asset_key=asset_key,
-                partition=str(day),
-                metadata={
-                    "dagster/row_count": loaded[day],
-                    "quarantined": normalized.quarantined,
-                },
-            )
-        )
     total = sum(loaded.values())
     bad = quarantined.num_rows
     days = sorted(per_day)
@@ -195,9 +176,8 @@ def store_days(
             + ", ".join(f"{name} ({count})" for name, count in extras.most_common(10))
         )
     metadata: dict[str, object] = {
-        "dagster/row_count": total,
+        **row_counts(loaded),
         "dagster/column_schema": column_schema(spec.schema()),
-        "days": MetadataValue.text(f"{days[0]}..{days[-1]} ({len(days)})"),
         "quarantined": bad,
         "unknown_fields": MetadataValue.json(dict(extras)),
         "parquet": MetadataValue.path(str(warehouse.root / "parquet" / spec.name)),
@@ -206,6 +186,26 @@ def store_days(
     }
     if api is not None:
         metadata.update(api)
+    return metadata
+
+
+def row_counts(per_day: Mapping[int, int]) -> dict[str, object]:
+    """Row-count metadata for a run's days, true on every day's materialization.
+
+    In a range run Dagster copies one materialization's metadata onto each of its days, so
+    `dagster/row_count` (the count the UI shows per day) is only set when the run covers one day;
+    a range run records the run's total and a per-day JSON map instead. Per-day events (one
+    observation per asset and day) would say the same at the cost of a write to the instance per
+    day, which is most of a long backfill's time on the default SQLite storage.
+    """
+    days = sorted(per_day)
+    metadata: dict[str, object] = {
+        "days": MetadataValue.text(f"{days[0]}..{days[-1]} ({len(days)})"),
+        "rows_in_run": sum(per_day.values()),
+        "rows_per_day": MetadataValue.json({str(day): per_day[day] for day in days}),
+    }
+    if len(days) == 1:
+        metadata["dagster/row_count"] = per_day[days[0]]
     return metadata
 
 

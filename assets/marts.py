@@ -18,7 +18,6 @@ from pathlib import Path
 import duckdb
 from dagster import (
     AssetExecutionContext,
-    AssetObservation,
     AssetSpec,
     BackfillPolicy,
     MaterializeResult,
@@ -28,7 +27,7 @@ from dagster import (
     multi_asset,
 )
 
-from assets.common import run_days
+from assets.common import row_counts, run_days
 from pipelines.partitions import daily_partitions
 from resources.warehouse import WarehouseResource
 
@@ -280,20 +279,13 @@ def marts(
         )
     for mart in MARTS:
         per_day = built.rows[mart.name]
-        for day, count in per_day.items():
-            context.log_event(
-                AssetObservation(
-                    asset_key=mart.name, partition=str(day), metadata={"dagster/row_count": count}
-                )
-            )
         total = sum(per_day.values())
         context.log.info(f"{mart.name}: {total} rows for {len(days)} day(s) {days[0]}..{days[-1]}")
         yield MaterializeResult(
             asset_key=mart.name,
             metadata={
-                "dagster/row_count": total,
+                **row_counts(per_day),
                 "dagster/column_schema": built.schema(mart),
-                "days": MetadataValue.text(f"{days[0]}..{days[-1]} ({len(days)})"),
                 "default_zone": MetadataValue.text(built.default_zone),
                 "members_on_default_zone": built.members_on_default_zone,
                 "sql": MetadataValue.path(str(mart.path)),

@@ -6,7 +6,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
     AssetSpec,
     BackfillPolicy,
     MaterializeResult,
@@ -136,13 +135,11 @@ def company_and_teams(
     api = api_used(client, before)
     yield MaterializeResult(
         asset_key="company",
-        metadata=store_days(
-            context, warehouse, COMPANY, companies, asset_key=AssetKey("company"), api=api
-        ),
+        metadata=store_days(context, warehouse, COMPANY, companies, api=api),
     )
     yield MaterializeResult(
         asset_key="teams",
-        metadata=store_days(context, warehouse, TEAMS, teams, asset_key=AssetKey("teams")),
+        metadata=store_days(context, warehouse, TEAMS, teams),
     )
     yield _timezone_check(context, record.get("timezone"))
 

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
 
-from assets.common import column_schema, run_days
+from assets.common import column_schema, row_counts, run_days
 from assets.normalize import quarantine_row, quarantine_table
 from assets.tracks import TRACKS
 from pipelines.partitions import daily_partitions
@@ -184,10 +184,9 @@ def track_points(context: AssetExecutionContext, warehouse: WarehouseResource) -
     context.log.info(f"track_points: {total} points for {len(days)} day(s)")
     return MaterializeResult(
         metadata={
-            "dagster/row_count": total,
+            **row_counts(loaded),
             "dagster/column_schema": column_schema(SCHEMA),
             "quarantined": len(quarantine),
-            "days": f"{days[0]}..{days[-1]} ({len(days)})",
             **{name: round(value, 3) for name, value in seconds.items()},
         }
     )

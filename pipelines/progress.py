@@ -113,8 +113,8 @@ class RunProgress:
             materialization = event.step_materialization_data.materialization
             metadata = materialization.metadata
             name = materialization.asset_key.to_user_string()
-            if "dagster/row_count" in metadata:
-                self.rows[name] = int(metadata["dagster/row_count"].value)
+            if "rows_in_run" in metadata:
+                self.rows[name] = int(metadata["rows_in_run"].value)
             if "api_requests" in metadata:
                 self.requests[name] = int(metadata["api_requests"].value)
 

@@ -24,7 +24,7 @@ def synced(tmp_path_factory):
         server.clear_log()
         result = sync(server, warehouse, FIRST, LAST, page_size=25)
         assert result.success
-        yield server, warehouse
+        yield server, warehouse, result
 
 
 def ids_by_day(warehouse, table, column):
@@ -35,7 +35,7 @@ def ids_by_day(warehouse, table, column):
 
 
 def test_jobs_equal_the_fleet_day_by_day(synced):
-    server, warehouse = synced
+    server, warehouse, _ = synced
     expected = {day: {job["id"] for job in server.fleet.jobs(day)} for day in DAYS}
     assert ids_by_day(warehouse, "jobs", "job_id") == expected
     (rows,) = query(warehouse, "SELECT count(*) FROM jobs")
@@ -43,7 +43,7 @@ def test_jobs_equal_the_fleet_day_by_day(synced):
 
 
 def test_tracks_equal_the_fleet_and_split_by_local_start_day(synced):
-    server, warehouse = synced
+    server, warehouse, _ = synced
     fleet = server.fleet
     expected = {}
     for day in DAYS:
@@ -53,7 +53,7 @@ def test_tracks_equal_the_fleet_and_split_by_local_start_day(synced):
 
 
 def test_track_points_match_waypoint_counts(synced):
-    _, warehouse = synced
+    _, warehouse, _ = synced
     mismatched = query(
         warehouse,
         """SELECT t.track_id FROM tracks t
@@ -72,7 +72,7 @@ def test_track_points_match_waypoint_counts(synced):
 
 
 def test_snapshots_hold_the_roster_places_and_teams_each_day(synced):
-    server, warehouse = synced
+    server, warehouse, _ = synced
     fleet = server.fleet
     roster = {m["uid"] for m in fleet.accounts()}
     for day, uids in ids_by_day(warehouse, "members", "member_uid").items():
@@ -84,7 +84,7 @@ def test_snapshots_hold_the_roster_places_and_teams_each_day(synced):
 
 
 def test_reports_reconcile_with_the_raw_tables(synced):
-    server, warehouse = synced
+    server, warehouse, _ = synced
     assert ids_by_day(warehouse, "report_jobs", "job_id") == ids_by_day(warehouse, "jobs", "job_id")
     _, rows = server.fleet.report("mileage", DAYS)
     (loaded,) = query(warehouse, "SELECT count(*) FROM report_mileage")
@@ -92,7 +92,7 @@ def test_reports_reconcile_with_the_raw_tables(synced):
 
 
 def test_a_range_run_asks_for_tracks_and_reports_once(synced):
-    server, _ = synced
+    server, _, _ = synced
     # One gettracks listing for the whole week (pages of 25 plus the empty page that ends it),
     # not one per day; one createreport per report type.
     reports = server.requests("createreport")
@@ -103,7 +103,7 @@ def test_a_range_run_asks_for_tracks_and_reports_once(synced):
 
 
 def test_every_day_is_one_parquet_file_per_table(synced):
-    _, warehouse = synced
+    _, warehouse, _ = synced
     for table in ("jobs", "tracks", "track_points", "members", "report_jobs"):
         files = sorted((warehouse / "parquet" / table).glob("day=*/*.parquet"))
         assert [f.parent.name for f in files] == [f"day={d}" for d in DAYS]
@@ -112,12 +112,43 @@ def test_every_day_is_one_parquet_file_per_table(synced):
     assert table.schema.field("ts_created").type.unit == "ms"
 
 
+def _loaded_rows(warehouse, table: str) -> dict[int, int]:
+    rows = query(warehouse, "SELECT day, row_count FROM _loads WHERE table_name = ?", [table])
+    return dict(rows)
+
+
+def test_a_range_run_records_rows_per_day_not_one_count_for_every_day(synced):
+    _, warehouse, result = synced
+    metadata = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    for table in ("jobs", "tracks", "track_points", "members", "report_jobs"):
+        loaded = _loaded_rows(warehouse, table)
+        assert set(loaded) == set(DAYS)
+        per_day = metadata[table]["rows_per_day"].value
+        assert {int(day): rows for day, rows in per_day.items()} == loaded, table
+        assert metadata[table]["rows_in_run"].value == sum(loaded.values()) > 0
+        # Dagster copies a range run's metadata onto every day, so no per-day count is claimed.
+        assert "dagster/row_count" not in metadata[table]
+    # One materialization per asset and day, and no per-day observations beside them.
+    assert not [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+
+
 def test_rerunning_a_day_leaves_identical_tables(tmp_path):
     with run_sandbox(seed=11, members=6, today=20251015, timezone="Europe/Vienna") as server:
         assert sync(server, tmp_path, 20251009).success
         before = _snapshot(tmp_path)
-        assert sync(server, tmp_path, 20251009).success
+        result = sync(server, tmp_path, 20251009)
+        assert result.success
         assert _snapshot(tmp_path) == before
+    # A one-day run's count is the day's, shown by Dagster as the partition's row count.
+    for event in result.get_asset_materialization_events():
+        table = event.asset_key.to_user_string()
+        if table in ("jobs", "tracks", "track_points", "worker_day"):
+            count = event.materialization.metadata["dagster/row_count"].value
+            stored = query(tmp_path, f"SELECT count(*) FROM {table} WHERE day = 20251009")
+            assert [(count,)] == stored and count > 0, table
 
 
 def test_a_day_emptied_at_the_source_empties_in_the_warehouse(tmp_path):
