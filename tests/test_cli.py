@@ -70,6 +70,24 @@ def test_sync_subprocess_fills_the_warehouse_and_the_instance(synced_env):
     assert runs, "no run storage written under DAGSTER_HOME"
 
 
+def test_a_range_sync_announces_each_asset_once_and_marks_every_day(synced_env, monkeypatch):
+    from dagster import AssetKey, DagsterEventType, DagsterInstance
+
+    env, result, _ = synced_env
+    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    with DagsterInstance.get() as instance:
+        (run,) = instance.get_runs()
+        planned = instance.all_logs(
+            run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        )
+        keys = [e.dagster_event.event_specific_data.asset_key for e in planned]
+        # One planned event per asset for the whole range, not one per asset and day.
+        assert len(keys) == len(set(keys)) and AssetKey("jobs") in keys
+        materialized = instance.get_materialized_partitions(AssetKey("jobs"))
+        assert materialized == {"20251010", "20251011", "20251012"}
+
+
 def test_status_lists_loaded_days_and_gaps(synced_env):
     env, _, _ = synced_env
     out = hellotracks("status", env=env)
