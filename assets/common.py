@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,18 +20,23 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
+    BackfillPolicy,
     MetadataValue,
     TableColumn,
     TableSchema,
 )
 
-from assets.normalize import Normalized, TableSpec, normalize, quarantine_table
+from assets.normalize import Normalized, TableSpec, normalize, normalize_pages, quarantine_table
+from pipelines.partitions import daily_partitions
 from resources.hellotracks import ClientStats, HellotracksClient
 from resources.warehouse import WarehouseResource
 
 # Pool shared by every step that calls the API, so parallel runs do not multiply the request
 # rate. Its limit lives in the instance (dagster.yaml) so operators can change it.
 API_POOL = "hellotracks_api"
+
+# What every daily asset declares: day partitions, and one run for a whole range of days.
+DAILY = {"partitions_def": daily_partitions, "backfill_policy": BackfillPolicy.single_run()}
 
 _SQL_TYPES = {
     pa.string(): "VARCHAR",
@@ -66,6 +71,19 @@ def days_window_ms(days: Sequence[int], timezone: str) -> tuple[int, int]:
 def local_day_of_ms(ts_ms: int, timezone: str) -> int:
     moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(ZoneInfo(timezone))
     return moment.year * 10000 + moment.month * 100 + moment.day
+
+
+def table_asset(schema: pa.Schema) -> dict[str, Any]:
+    """What an asset stored as a daily table declares: its group, kinds and column schema.
+
+    The columns are fixed by the table's spec, so they are declared once on the asset (the UI
+    shows them there) rather than written into the materialization of every day.
+    """
+    return {
+        "group_name": "hellotracks",
+        "kinds": {"duckdb", "parquet"},
+        "metadata": {"dagster/column_schema": column_schema(schema)},
+    }
 
 
 def column_schema(schema: pa.Schema) -> TableSchema:
@@ -177,7 +195,6 @@ def store_days(
         )
     metadata: dict[str, object] = {
         **row_counts(loaded),
-        "dagster/column_schema": column_schema(spec.schema()),
         "quarantined": bad,
         "unknown_fields": MetadataValue.json(dict(extras)),
         "parquet": MetadataValue.path(str(warehouse.root / "parquet" / spec.name)),
@@ -187,6 +204,25 @@ def store_days(
     if api is not None:
         metadata.update(api)
     return metadata
+
+
+def store_snapshot(
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    spec: TableSpec,
+    client: HellotracksClient,
+    fetch: Callable[[], Iterable[Sequence[dict[str, Any]]]],
+) -> dict[str, object]:
+    """Fetch a listing the API keeps no history of, and store it under every day of the run.
+
+    `fetch` returns the listing's pages. The rows carry `fetched_at`, the moment they were read:
+    a backfill stores today's listing under past days. Returns the materialization metadata.
+    """
+    before = client.stats.snapshot()
+    fetched_at = datetime.now(UTC)
+    pages = list(fetch())
+    per_day = {day: normalize_pages(spec, pages, day, fetched_at) for day in run_days(context)}
+    return store_days(context, warehouse, spec, per_day, api=api_used(client, before))
 
 
 def row_counts(per_day: Mapping[int, int]) -> dict[str, object]:

@@ -5,14 +5,12 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    BackfillPolicy,
     MaterializeResult,
     asset,
 )
 
-from assets.common import API_POOL, api_used, run_days, store_days, stream_day
+from assets.common import API_POOL, DAILY, api_used, run_days, store_days, stream_day, table_asset
 from assets.normalize import TableSpec, col
-from pipelines.partitions import daily_partitions
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
 
@@ -120,11 +118,9 @@ WHERE day IN (SELECT unnest(?)) AND (job_id IS NULL OR job_id = '' OR ts_created
 
 
 @asset(
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+    **DAILY,
+    **table_asset(JOBS.schema()),
     pool=API_POOL,
-    group_name="hellotracks",
-    kinds={"duckdb", "parquet"},
     check_specs=[
         AssetCheckSpec("job_ids_unique", asset="jobs", blocking=True),
         AssetCheckSpec("job_required_fields", asset="jobs"),

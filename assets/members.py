@@ -1,12 +1,9 @@
 """`members`: the roster of the account, as `getaccounts` answers it when the day is synced."""
 
-from datetime import UTC, datetime
+from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
-
-from assets.common import API_POOL, api_used, run_days, store_days
-from assets.normalize import TableSpec, col, normalize_pages
-from pipelines.partitions import daily_partitions
+from assets.common import API_POOL, DAILY, store_snapshot, table_asset
+from assets.normalize import TableSpec, col
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
 
@@ -75,11 +72,9 @@ MEMBERS = TableSpec(
 
 
 @asset(
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+    **DAILY,
+    **table_asset(MEMBERS.schema()),
     pool=API_POOL,
-    group_name="hellotracks",
-    kinds={"duckdb", "parquet"},
 )
 def members(
     context: AssetExecutionContext,
@@ -92,13 +87,6 @@ def members(
     covers; `fetched_at` says when it was read. Members who left are absent from later snapshots
     but keep their rows in earlier ones.
     """
-    days = run_days(context)
     client = hellotracks.get_client()
-    before = client.stats.snapshot()
-
-    fetched_at = datetime.now(UTC)
-    pages = list(client.getaccounts())
-    per_day = {day: normalize_pages(MEMBERS, pages, day, fetched_at) for day in days}
-
-    metadata = store_days(context, warehouse, MEMBERS, per_day, api=api_used(client, before))
+    metadata = store_snapshot(context, warehouse, MEMBERS, client, client.getaccounts)
     return MaterializeResult(metadata=metadata)

@@ -7,15 +7,21 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
-    BackfillPolicy,
     MaterializeResult,
     asset,
     multi_asset,
 )
 
-from assets.common import API_POOL, api_used, run_days, store_days
+from assets.common import (
+    API_POOL,
+    DAILY,
+    api_used,
+    run_days,
+    store_days,
+    store_snapshot,
+    table_asset,
+)
 from assets.normalize import TableSpec, col, normalize, normalize_pages
-from pipelines.partitions import daily_partitions
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
 
@@ -78,11 +84,9 @@ TEAMS = TableSpec(
 
 
 @asset(
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+    **DAILY,
+    **table_asset(PLACES.schema()),
     pool=API_POOL,
-    group_name="hellotracks",
-    kinds={"duckdb", "parquet"},
 )
 def places(
     context: AssetExecutionContext,
@@ -90,26 +94,19 @@ def places(
     warehouse: WarehouseResource,
 ) -> MaterializeResult:
     """Customer sites and depots as fetched when each day is synced, with `fetched_at`."""
-    days = run_days(context)
     client = hellotracks.get_client()
-    before = client.stats.snapshot()
-
-    fetched_at = datetime.now(UTC)
-    pages = list(client.getplaces())
-    per_day = {day: normalize_pages(PLACES, pages, day, fetched_at) for day in days}
-
-    metadata = store_days(context, warehouse, PLACES, per_day, api=api_used(client, before))
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult(
+        metadata=store_snapshot(context, warehouse, PLACES, client, client.getplaces)
+    )
 
 
 @multi_asset(
     specs=[
-        AssetSpec("company", group_name="hellotracks", kinds={"duckdb", "parquet"}),
-        AssetSpec("teams", group_name="hellotracks", kinds={"duckdb", "parquet"}),
+        AssetSpec("company", **table_asset(COMPANY.schema())),
+        AssetSpec("teams", **table_asset(TEAMS.schema())),
     ],
     check_specs=[AssetCheckSpec("timezone_matches_partitions", asset="company")],
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+    **DAILY,
     pool=API_POOL,
 )
 def company_and_teams(

@@ -20,14 +20,12 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     MaterializeResult,
     asset,
 )
 
-from assets.common import API_POOL, api_used, run_days, store_days
+from assets.common import API_POOL, DAILY, api_used, run_days, store_days, table_asset
 from assets.normalize import Normalized, TableSpec, col, merge, normalize, quarantine_row
-from pipelines.partitions import daily_partitions
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
 
@@ -148,11 +146,9 @@ def _report_asset(
 ) -> AssetsDefinition:
     @asset(
         name=spec.name,
-        partitions_def=daily_partitions,
-        backfill_policy=BackfillPolicy.single_run(),
+        **DAILY,
+        **table_asset(spec.schema()),
         pool=API_POOL,
-        group_name="hellotracks",
-        kinds={"duckdb", "parquet"},
         deps=deps,
         check_specs=[AssetCheckSpec(name, asset=spec.name) for name in check_names],
         description=f"The `{reporttype}` report of `createreport`, one row per its own line.",

@@ -13,12 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
+from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from assets.common import column_schema, row_counts, run_days
+from assets.common import DAILY, row_counts, run_days, table_asset
 from assets.normalize import quarantine_row, quarantine_table
 from assets.tracks import TRACKS
-from pipelines.partitions import daily_partitions
 from resources.warehouse import WarehouseResource
 
 TABLE = "track_points"
@@ -161,10 +160,8 @@ def _interpolate_times(lat, lng, counts, seq, start, end) -> np.ndarray:
 
 
 @asset(
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="hellotracks",
-    kinds={"duckdb", "parquet"},
+    **DAILY,
+    **table_asset(SCHEMA),
     deps=["tracks"],
 )
 def track_points(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -185,7 +182,6 @@ def track_points(context: AssetExecutionContext, warehouse: WarehouseResource) -
     return MaterializeResult(
         metadata={
             **row_counts(loaded),
-            "dagster/column_schema": column_schema(SCHEMA),
             "quarantined": len(quarantine),
             **{name: round(value, 3) for name, value in seconds.items()},
         }

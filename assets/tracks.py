@@ -8,14 +8,21 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
-    BackfillPolicy,
     MaterializeResult,
     asset,
 )
 
-from assets.common import API_POOL, api_used, day_window_ms, days_window_ms, run_days, store_days
+from assets.common import (
+    API_POOL,
+    DAILY,
+    api_used,
+    day_window_ms,
+    days_window_ms,
+    run_days,
+    store_days,
+    table_asset,
+)
 from assets.normalize import Normalized, TableSpec, col, merge, normalize, quarantine_row
-from pipelines.partitions import daily_partitions
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
 
@@ -56,11 +63,9 @@ WHERE day IN (SELECT unnest(?)) AND worker_uid IS NOT NULL AND worker_uid <> ''
 
 
 @asset(
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+    **DAILY,
+    **table_asset(TRACKS.schema()),
     pool=API_POOL,
-    group_name="hellotracks",
-    kinds={"duckdb", "parquet"},
     deps=["members", "jobs"],
     check_specs=[AssetCheckSpec("track_ids_unique", asset="tracks", blocking=True)],
 )
