@@ -27,6 +27,10 @@ from dagster import ConfigurableResource, get_dagster_logger
 
 DATABASE_FILE = "hellotracks.duckdb"
 
+# A `.tmp` file beside a day's Parquet file that is older than this was left by a process killed
+# mid-write (no write of one day takes an hour); the next write of that day removes it.
+STALE_TMP_SECONDS = 3600.0
+
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("table_name", pa.string()),
@@ -99,9 +103,7 @@ class WarehouseResource(ConfigurableResource):
         """
         path = self.parquet_path(table, day)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # A process killed before the rename leaves this file behind. Nothing reads it, but it
-        # stays until deleted by hand; removing the day's stale `.tmp` files (older than any
-        # write could take) when its next file is written would clear them up.
+        _remove_stale_tmp(path)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
             with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
@@ -209,6 +211,20 @@ class WarehouseResource(ConfigurableResource):
         """Run a read-only query and return its rows as Arrow."""
         with self.connect(read_only=True) as con:
             return con.execute(sql, params or []).to_arrow_table()
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Remove the `.tmp` files a killed writer of `path` left, once they are surely abandoned.
+
+    A younger one may belong to a writer still at work (another run syncing the same day).
+    """
+    cutoff = time.time() - STALE_TMP_SECONDS
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except FileNotFoundError:
+            pass  # removed by another writer of the same day meanwhile
 
 
 def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema) -> None:

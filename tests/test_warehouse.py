@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from resources.warehouse import QUARANTINE_SCHEMA, WarehouseLockedError, WarehouseResource
+from resources.warehouse import (
+    QUARANTINE_SCHEMA,
+    STALE_TMP_SECONDS,
+    WarehouseLockedError,
+    WarehouseResource,
+)
 
 SCHEMA = pa.schema([("day", pa.int32()), ("id", pa.string()), ("n", pa.int64())])
 
@@ -45,6 +53,25 @@ def test_an_empty_day_clears_the_day_and_is_recorded_as_loaded(warehouse):
     assert warehouse.load_days("t", [1]) == {1: 0}
     assert table_rows(warehouse, "SELECT count(*) FROM t") == [(0,)]
     assert table_rows(warehouse, "SELECT row_count FROM _loads WHERE day = 1") == [(0,)]
+
+
+def test_a_write_removes_tmp_files_a_killed_writer_left_and_spares_live_ones(warehouse):
+    final = warehouse.write_day("t", 1, rows(1, "a"))
+    abandoned = final.with_name(f".{final.name}.0001.tmp")
+    in_progress = final.with_name(f".{final.name}.0002.tmp")
+    other_table = warehouse.parquet_path("u", 1).with_name(".part-0.parquet.0003.tmp")
+    other_table.parent.mkdir(parents=True)
+    long_ago = time.time() - STALE_TMP_SECONDS - 60
+    for path in (abandoned, in_progress, other_table):
+        path.write_bytes(b"half a file")
+    for path in (abandoned, other_table):
+        os.utime(path, (long_ago, long_ago))
+
+    warehouse.write_day("t", 1, rows(1, "b"))
+
+    assert not abandoned.exists()
+    assert in_progress.exists() and other_table.exists()
+    assert pq.read_table(final).column("id").to_pylist() == ["b"]
 
 
 def test_quarantine_rows_are_replaced_with_their_day(warehouse):
