@@ -57,6 +57,14 @@ _SERVER_ERRORS = (
     (502, "Bad Gateway"),
     (503, "Service Unavailable"),
 )
+# What a refused request's `error` says, for the statuses the API documents as refusals.
+_REFUSALS = {
+    -2: "user unknown",
+    -3: "invalid username/password or login token",
+    -5: "permission denied",
+    -10: "clock mismatch in request timestamp",
+    -12: "session is no longer valid",
+}
 
 
 @dataclass
@@ -101,6 +109,10 @@ class Faults:
     top level instead of inside `states`."""
     legacy_tracks: bool = False
     """Answer gettracks as the legacy object keyed by account, also when `uids` were sent."""
+    refuse_with: int | None = None
+    """Answer every request that passes the key check with this status instead (any value the
+    API documents, or none it does): how a real account answers when its login is refused
+    (-3), it lacks a permission (-5) or its session was ended (-12)."""
     seed: int = 0
     """Seed of the random faults."""
 
@@ -379,6 +391,11 @@ class SandboxServer:
         data = request.get("data")
         if not isinstance(data, dict):
             return error_answer(STATUS_FORMAT, 'the body must hold a "data" object')
+        if faults.refuse_with is not None:
+            reason = _REFUSALS.get(faults.refuse_with, "refused")
+            answer = error_answer(faults.refuse_with, reason)
+            answer.faults.append(f"refused{faults.refuse_with}")
+            return answer
         return self._api.answer(action, data, faults)
 
     def _roll(self, faults: Faults) -> _Dice:
@@ -594,6 +611,7 @@ _RATE = click.FloatRange(0.0, 1.0)
     "--schema-drift", is_flag=True, help="Extra fields, numbers as text, fields moved or renamed."
 )
 @click.option("--legacy-tracks", is_flag=True, help="Answer gettracks keyed by account.")
+@click.option("--refuse-with", type=int, help="Answer every request with this status.")
 @click.option(
     "--fault-seed", type=int, default=0, show_default=True, help="Seed of the random faults."
 )
@@ -619,6 +637,7 @@ def sandbox_command(
     limit_cap: int,
     schema_drift: bool,
     legacy_tracks: bool,
+    refuse_with: int | None,
     fault_seed: int,
 ) -> None:
     """Serve a synthetic Hellotracks API locally until interrupted (Ctrl-C)."""
@@ -637,6 +656,7 @@ def sandbox_command(
         limit_cap=limit_cap,
         schema_drift=schema_drift,
         legacy_tracks=legacy_tracks,
+        refuse_with=refuse_with,
         seed=fault_seed,
     )
     if threading.current_thread() is threading.main_thread():

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -277,10 +276,9 @@ def test_each_status_gets_its_behaviour(server: SandboxServer, case: StatusCase)
     assert stats.requests == len(records)
 
 
-# Statuses the sandbox never sends (its keys cannot be refused for other reasons, nor its
-# sessions end), classified from a real answer object. A sandbox fault that forces an arbitrary
-# status would let these run over loopback like the rest.
-UNSENT_CASES = [
+# Refusals a key the sandbox knows meets only when told to (`Faults.refuse_with`): each is one
+# request, never retried, with an error that says what to do and does not show the key.
+REFUSAL_CASES = [
     # -3: authentication failed.
     (-3, HellotracksAuthError, "HELLOTRACKS_API_KEY"),
     # -5: the account lacks permission.
@@ -296,19 +294,21 @@ UNSENT_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("status", "error", "says"), UNSENT_CASES, ids=str)
-def test_statuses_the_sandbox_never_sends(
-    status: int, error: type[HellotracksError], says: str
+@pytest.mark.parametrize(("status", "error", "says"), REFUSAL_CASES, ids=str)
+def test_refusals_fail_at_once_and_say_what_to_do(
+    server: SandboxServer, status: int, error: type[HellotracksError], says: str
 ) -> None:
-    body = orjson.dumps({"status": status, "error": f"refused {API_KEY}"})
-    answer = httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
-    with HellotracksClient("http://127.0.0.1:9/api", API_KEY) as client:
-        outcome = client._classify("getjobs", answer, None)
+    server.faults = Faults(refuse_with=status)
+    with client_for(server) as client, pytest.raises(HellotracksError) as raised:
+        list(client.getjobs(DAY))
 
-    assert type(outcome.error) is error
-    assert outcome.error.status == status
-    assert says in str(outcome.error) and f"status {status}" in str(outcome.error)
-    assert API_KEY not in str(outcome.error)
+    assert type(raised.value) is error
+    assert raised.value.status == status
+    message = str(raised.value)
+    assert says in message and f"status {status}" in message
+    assert API_KEY not in message
+    (record,) = logged(server, 1)
+    assert record.status == status and record.fault == f"refused{status}"
 
 
 # --- the survival cases of docs/api-contract.md ------------------------------------------
