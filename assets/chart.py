@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING
 import duckdb
 from dagster import (
     AssetExecutionContext,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from pipelines.partitions import daily_partitions
 from resources.warehouse import WarehouseResource
 
 if TYPE_CHECKING:
@@ -154,9 +152,9 @@ def write_atomically(path: Path, data: bytes) -> Path:
     return path
 
 
+# Not partitioned: the picture is of the warehouse as it is, whatever days a run synced, so a run
+# draws it once (a daily chart asset would store a copy of the picture on each day of a range).
 @asset(
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
     deps=["job_timeline", "worker_day"],
     group_name="marts",
     kinds={"duckdb", "matplotlib"},
@@ -175,9 +173,7 @@ def fleet_chart(context: AssetExecutionContext, warehouse: WarehouseResource) ->
 
     span = f"{series.days[0]}..{series.days[-1]} ({len(series.days)})" if series.days else "none"
     context.log.info(f"fleet_chart: drew {span} into {path} ({len(png)} bytes)")
-    # In a range run Dagster stores this metadata once per day: about 130 KB of base64 each,
-    # so a 30-day backfill adds some 4 MB to the event log. If that grows too large, keep only
-    # the `path` entry, or draw at a lower dpi.
+    # About 130 KB of base64 in the event log per run, so the UI shows the picture itself.
     image = base64.b64encode(png).decode("ascii")
     return MaterializeResult(
         metadata={
