@@ -603,8 +603,9 @@ def _steps(report: Report) -> list[str]:
         "Seconds from each step's start to its end, from the run's event log, and the pipeline "
         "process's highest RSS sampled during the step (memory not yet returned by earlier steps "
         "included). The run's time beyond all its steps is Dagster starting and finishing it. "
-        "Every event (a step starting, a log line, one materialization and one observation per "
-        "asset and day) is a write to the instance's SQLite storage.",
+        "Every event (a step starting or ending, a log line, one materialization per asset and "
+        "day, one planned materialization per asset) is a write to the instance's SQLite "
+        "storage.",
     ]
     return lines
 
