@@ -1,27 +1,34 @@
 """JSON records from the API become typed Arrow rows here, and nowhere else.
 
 Each table declares its columns once (`TableSpec`): a column name, a kind, and the API field (or
-fields, first present wins) it comes from. Conversion runs column by column: the common case, where
-the server sent the documented types, goes through one `pa.array` call per column; only a column
-that fails that fast path is converted value by value.
+fields, first present wins) it comes from. Conversion runs column by column. In the common case,
+where the server sent the documented types, a page's values are read out of the records in one
+pass and each column becomes Arrow in a few calls that run in C, with no Python code per value;
+only a column that fails that fast path is converted value by value. `normalize(...,
+careful=True)` converts everything value by value: the reference the fast paths must agree with.
 
 Nothing is dropped silently:
 - a top-level field the spec does not know is kept in the row's `extras` JSON column and counted;
 - a value that cannot be converted without loss (text where a number belongs, a fractional count,
-  an absurd timestamp) sends its whole row to the quarantine, with the reason;
+  an absurd timestamp, an integer wider than 64 bits where text belongs) sends its whole row to
+  the quarantine, with the reason;
 - a row without its id, or with an id already seen, goes to the quarantine too.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property, partial
 from itertools import combinations, repeat
+from operator import ne
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,16 +38,19 @@ import pyarrow.compute as pc
 _TS_MIN_MS = 946_684_800_000
 _TS_MAX_MS = 4_102_444_800_000
 
-# The exact Python types (as orjson makes them) that a kind converts in one `pa.array` call.
 _NONE = type(None)
-_FAST_TYPES: dict[str, set[type]] = {
-    "int": {int, _NONE},
-    "day": {int, _NONE},
-    "float": {int, float, _NONE},
-    "str": {str, _NONE},
-    "bool": {bool, _NONE},
-}
+# The exact types a kind converts in one call; a bool is not a number here, as in JSON.
+_INT_TYPES = {int, _NONE}
+_FLOAT_TYPES = {int, float, _NONE}
 _LOCAL_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Records turned from rows into columns at a time: a few hundred new objects at once stay below
+# the garbage collector's threshold (700), so no collection walks them. A whole 1,000-row page at
+# once measured 20-50% slower on B's jobs, through collections that also promote the rows
+# towards a full collection of the heap.
+_ROWS_PER_TURN = 128
+# What `pa.array` raises for values it will not convert to the type asked for.
+_REFUSED = (pa.ArrowException, TypeError, ValueError, OverflowError)
+_dumps = partial(orjson.dumps, option=orjson.OPT_NON_STR_KEYS)
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "str": pa.string(),
@@ -72,6 +82,11 @@ class Column:
     def arrow_type(self) -> pa.DataType:
         return _ARROW_TYPES[self.kind]
 
+    @cached_property
+    def roots(self) -> frozenset[str]:
+        """The top-level API fields this column reads."""
+        return frozenset(path.split(".", 1)[0] for path in self.source)
+
 
 def col(name: str, kind: str, *source: str) -> Column:
     """Shorthand for a column; `source` defaults to the column's own name."""
@@ -90,6 +105,10 @@ class TableSpec:
     snapshot: bool = False  # rows carry `fetched_at`: the time the listing was read
 
     def schema(self) -> pa.Schema:
+        return self._schema
+
+    @cached_property
+    def _schema(self) -> pa.Schema:
         fields = [pa.field("day", pa.int32(), nullable=False)]
         if self.snapshot:
             fields.append(pa.field("fetched_at", pa.timestamp("ms")))
@@ -97,10 +116,10 @@ class TableSpec:
         fields.append(pa.field("extras", pa.string()))
         return pa.schema(fields)
 
-    @property
+    @cached_property
     def known_fields(self) -> frozenset[str]:
         """Top-level API fields that some column reads (the rest go to `extras`)."""
-        return frozenset(path.split(".", 1)[0] for c in self.columns for path in c.source)
+        return frozenset().union(*(c.roots for c in self.columns))
 
     @property
     def key_column(self) -> Column:
@@ -156,14 +175,17 @@ def normalize(
     fetched_at: datetime | None = None,
     *,
     seen: set[str] | None = None,
+    careful: bool = False,
 ) -> Normalized:
     """Turn raw API records into an Arrow table of `spec`'s schema for `day`.
 
     `seen` carries the ids of earlier pages of the same listing, so duplicates across pages are
-    caught too. The result's `seconds` is the time the conversion took.
+    caught too. The result's `seconds` is the time the conversion took. `careful` reads and
+    converts every value on its own, skipping all fast paths: the same result, several times
+    slower; it is the yardstick the fast paths are tested against.
     """
     started = time.perf_counter()
-    result = _normalize(spec, records, day, fetched_at, set() if seen is None else seen)
+    result = _normalize(spec, records, day, fetched_at, set() if seen is None else seen, careful)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -174,30 +196,33 @@ def _normalize(
     day: int,
     fetched_at: datetime | None,
     seen: set[str],
+    careful: bool,
 ) -> Normalized:
-    # This runs at about 40,000 job records a second, the largest per-row cost of a sync (see
-    # docs/benchmarks.md): every value passes through a Python dict first. Decoding a page's raw
-    # JSON straight into Arrow (pyarrow.json with the explicit schema, the checks below done with
-    # Arrow compute) would remove that, at the price of the client handing out raw pages.
-    records, quarantine = _dedupe(spec, records, day, seen)
-    if not records:
+    # What is left is work on Python objects: reading ~60 values per job out of dicts and
+    # converting them takes about as long as orjson takes to make the dicts, and in a sync it
+    # shares one interpreter lock with the page fetching. pyarrow's JSON reader on the raw page
+    # measured slower still (14-19 ms per 1,000 jobs, against ~6 ms for orjson plus ~10 ms
+    # here), so what would remove it is converting outside this interpreter: a listing fetched,
+    # converted and written by a process of its own.
+    dedupe = _dedupe_carefully if careful else _dedupe
+    kept, quarantine = dedupe(spec, records, day, seen)
+    if not kept:
         return Normalized(spec.schema().empty_table(), quarantine)
 
+    n = len(kept)
+    page = _Page(kept, transpose=not careful)
     rejected: dict[int, str] = {}
     arrays: dict[str, pa.Array] = {}
-    fields = set().union(*records)
     for column in spec.columns:
-        if fields.isdisjoint(path.split(".", 1)[0] for path in column.source):
+        if page.fields.isdisjoint(column.roots):
             # A documented field the server does not send: nothing to look up or convert.
-            arrays[column.name] = pa.nulls(len(records), column.arrow_type)
+            arrays[column.name] = pa.nulls(n, column.arrow_type)
             continue
-        values = _extract(records, column.source)
-        arrays[column.name] = _convert(column, values, rejected)
+        arrays[column.name] = _convert(column, page.values(column.source), rejected, careful)
 
     extra_fields: Counter[str] = Counter()
-    extras = _extras(spec, records, fields, extra_fields)
+    extras = _extras(spec, page, extra_fields)
 
-    n = len(records)
     columns: dict[str, pa.Array] = {"day": pa.array([day] * n, pa.int32())}
     if spec.snapshot:
         stamp = (fetched_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
@@ -207,10 +232,10 @@ def _normalize(
     table = pa.table(columns, schema=spec.schema())
 
     if rejected:
-        key_values = _extract(records, spec.key_column.source)
+        key_values = page.values(spec.key_column.source)
         for index in sorted(rejected):
             quarantine.append(
-                quarantine_row(spec, day, key_values[index], rejected[index], records[index])
+                quarantine_row(spec, day, key_values[index], rejected[index], kept[index])
             )
         keep = pa.array([i not in rejected for i in range(n)])
         table = table.filter(keep)
@@ -225,6 +250,25 @@ def quarantine_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
 
 
 def _dedupe(
+    spec: TableSpec, records: Sequence[dict[str, Any]], day: int, seen: set[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`_dedupe_carefully`, answered without a Python loop for a page with nothing to set aside.
+
+    That is a page of objects whose ids are all present, text or integers, not empty, and new.
+    """
+    if set(map(type, records)) == {dict}:
+        keys = _extract(records, spec.key_column.source)
+        types = set(map(type, keys))
+        if types <= {str, int} and "" not in keys:
+            texts = keys if types == {str} else list(map(str, keys))
+            fresh = set(texts)
+            if len(fresh) == len(texts) and fresh.isdisjoint(seen):
+                seen.update(fresh)
+                return list(records), []
+    return _dedupe_carefully(spec, records, day, seen)
+
+
+def _dedupe_carefully(
     spec: TableSpec, records: Sequence[dict[str, Any]], day: int, seen: set[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Keep the first record of each id; records without an id or repeating one are quarantined."""
@@ -253,8 +297,21 @@ def quarantine_row(spec: TableSpec, day: int, key: Any, reason: str, record: Any
         "day": day,
         "record_id": None if key is None else str(key),
         "reason": reason,
-        "record": orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS).decode(),
+        "record": _lossless_json(record),
     }
+
+
+def _lossless_json(value: Any) -> str:
+    """JSON text of `value`, for what is kept as it came (`extras`, quarantined records).
+
+    orjson refuses integers wider than 64 bits (which a decoder other than orjson can produce);
+    the standard library writes them digit for digit. A value JSON has no form for (not from a
+    JSON decoder) is kept as its `repr` text.
+    """
+    try:
+        return _dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
 
 
 _MISSING = object()
@@ -272,47 +329,82 @@ def _lookup(record: dict[str, Any], source: tuple[str, ...]) -> Any:
     return None
 
 
-def _extras(
-    spec: TableSpec, records: Sequence[dict[str, Any]], fields: set[str], counts: Counter[str]
-) -> list[str | None]:
+class _Page:
+    """The records of one page (all dicts) and their fields, read column by column.
+
+    With `transpose`, the fields every record has at the same position in its key order are
+    read out of all records in one pass; any other source is looked up per column (`_extract`).
+    """
+
+    def __init__(self, records: list[dict[str, Any]], transpose: bool) -> None:
+        self.records = records
+        # The distinct key orders of the records: a server builds its objects alike, so a page
+        # has one or a few (the sandbox adds `status` at the end of some jobs).
+        shapes = set(map(tuple, records))
+        self.fields: set[str] = set().union(*shapes)
+        self._read: dict[str, Sequence[Any]] = {}
+        if not transpose:
+            return
+        # Each record's values in key order, then `zip` turns rows into columns: a record's
+        # values are read in the order they lie in memory, with no key looked up at all. The
+        # first `width` positions are as far as every record has values.
+        width = min(map(len, shapes))
+        columns: list[list[Any]] = [[] for _ in range(width)]
+        for start in range(0, len(records), _ROWS_PER_TURN):
+            rows = map(tuple, map(dict.values, records[start : start + _ROWS_PER_TURN]))
+            for column, values in zip(columns, zip(*rows, strict=False), strict=False):
+                column.extend(values)
+        for names, values in zip(zip(*shapes, strict=False), columns, strict=False):
+            # A position where the records' keys agree holds one field in every record.
+            if len(set(names)) == 1:
+                self._read[names[0]] = values
+
+    def values(self, source: tuple[str, ...]) -> Sequence[Any]:
+        """One column's values: per record, the first of `source`'s paths present, or None."""
+        # A first source present in every record always wins over the later ones.
+        read = self._read.get(source[0])
+        return read if read is not None else _extract(self.records, source)
+
+
+def _extras(spec: TableSpec, page: _Page, counts: Counter[str]) -> list[str | None]:
     """Each record's `extras` JSON (None when it has nothing to keep); counts the fields kept.
 
-    Kept are the top-level fields no column reads, and the shadowed spellings (`_shadowed`);
-    `fields` are the top-level fields of all the records. Most pages have neither, which is
-    found without a loop over the records in Python.
+    Kept are the top-level fields no column reads, and the shadowed spellings (`_shadowed`).
+    Most pages have neither, which is found without a loop over the records in Python.
     """
-    unknown = fields - spec.known_fields
+    unknown = page.fields - spec.known_fields
     shadowed: dict[int, dict[str, Any]] = {}
     for column in spec.columns:
-        if len(column.source) > 1:
-            for index, found in _shadowed(records, column.source).items():
+        # Two spellings can disagree only where both are sent.
+        if sum(path.split(".", 1)[0] in page.fields for path in column.source) > 1:
+            for index, found in _shadowed(page, column.source).items():
                 shadowed.setdefault(index, {}).update(found)
-    extras: list[str | None] = [None] * len(records)
+    extras: list[str | None] = [None] * len(page.records)
     if not unknown and not shadowed:
         return extras
-    for index, record in enumerate(records):
+    for index, record in enumerate(page.records):
         kept = {k: record[k] for k in unknown if k in record}
         kept.update(shadowed.get(index, ()))
         if kept:
             counts.update(kept.keys())
-            extras[index] = orjson.dumps(dict(sorted(kept.items()))).decode()
+            extras[index] = _lossless_json(dict(sorted(kept.items())))
     return extras
 
 
-def _shadowed(
-    records: Sequence[dict[str, Any]], source: tuple[str, ...]
-) -> dict[int, dict[str, Any]]:
+def _shadowed(page: _Page, source: tuple[str, ...]) -> dict[int, dict[str, Any]]:
     """By record index, the values of a column's later sources that differ from the one taken.
 
     Two spellings of one field (`label`/`labels`, `moving` in or out of `states`) normally agree
     or only one is sent; when both come with different values, the one not stored in the column
     is kept in `extras` under its path instead of being dropped.
     """
-    found = [_extract(records, (path,)) for path in source]
+    found = [page.values((path,)) for path in source]
     # Something differs from the value taken exactly when two present values differ, which is
     # rare: the pairs are compared column against column before any record is looked at.
     candidates: set[int] = set()
     for one, other in combinations(found, 2):
+        if not any(map(ne, one, other)):
+            continue
         candidates.update(
             index
             for index, (a, b) in enumerate(zip(one, other, strict=True))
@@ -333,8 +425,8 @@ def _extract(records: Sequence[dict[str, Any]], source: tuple[str, ...]) -> list
     """One column's values: per record, the first of `source`'s paths present in it, or None."""
     if any("." in path for path in source):
         return [_lookup(r, source) for r in records]
-    # `dict.get` mapped over the records runs without a Python frame per record: this is the
-    # inner loop of every page. The records are dicts here (`_dedupe` quarantined the rest).
+    # `dict.get` mapped over the records runs without a Python frame per record. The records
+    # are dicts here (`_dedupe` quarantined the rest).
     n = len(records)
     if len(source) == 1:
         return list(map(dict.get, records, repeat(source[0], n)))
@@ -346,36 +438,73 @@ def _extract(records: Sequence[dict[str, Any]], source: tuple[str, ...]) -> list
     return values
 
 
-def _convert(column: Column, values: list[Any], rejected: dict[int, str]) -> pa.Array:
-    """Convert one column, quickly when the server sent the documented type."""
+def _convert(
+    column: Column, values: Sequence[Any], rejected: dict[int, str], careful: bool
+) -> pa.Array:
+    """Convert one column, in one call when the server sent the documented type."""
     kind = column.kind
-    if kind == "json":
-        return pa.array(
-            [
-                None if v is None else orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode()
-                for v in values
-            ],
-            pa.string(),
-        )
     if kind == "ts_ms":
-        return _convert_timestamps(column, values, rejected)
-    target = column.arrow_type
-    if kind == "local_dt":
-        return _convert_local_dt(column, values, rejected)
-    # The set of the values' exact types is taken in C; a bool is not an int here, as in JSON.
-    if set(map(type, values)) <= _FAST_TYPES[kind] and (
-        kind != "day" or all(v == 0 or _is_real_day(v) for v in set(values) if v is not None)
-    ):
-        try:
-            return pa.array(values, target)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            pass
-    return _convert_slowly(column, values, rejected)
+        return _convert_timestamps(column, values, rejected, careful)
+    if kind == "json":
+        return _convert_json(column, values, rejected, careful)
+    if not careful:
+        converted = _FAST[kind](values)
+        if converted is not None:
+            return converted
+    return pa.array(_convert_slowly(column, values, rejected, _SLOW[kind]), column.arrow_type)
 
 
-def _convert_slowly(column: Column, values: list[Any], rejected: dict[int, str]) -> pa.Array:
+def _typed(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array | None:
+    """`values` as `arrow_type` when pyarrow takes them all, else None.
+
+    For text and booleans this needs no look at the types first: of what a JSON decoder makes,
+    pyarrow takes only text as text (no number, boolean or nested value) and only booleans as
+    booleans (no 0 or 1, no "true").
+    """
+    try:
+        return pa.array(values, arrow_type)
+    except _REFUSED:
+        return None
+
+
+def _fast_int(values: Sequence[Any]) -> pa.Array | None:
+    """The values as int64 when all are Python ints within 64 bits or None, else None."""
+    # The types are looked at first because both pyarrow and numpy, asked for int64, truncate
+    # 7.5 to 7 and take True as 1. Without a None, numpy converts faster than pyarrow.
+    types = set(map(type, values))
+    if not types <= _INT_TYPES:
+        return None
+    try:
+        if _NONE in types:
+            return pa.array(values, pa.int64())
+        return pa.array(np.array(values, np.int64))
+    except _REFUSED:
+        return None
+
+
+def _fast_day(values: Sequence[Any]) -> pa.Array | None:
+    days = _fast_int(values)
+    if days is None:
+        return None
+    distinct = pc.unique(days).to_pylist()
+    if not all(day == 0 or _is_real_day(day) for day in distinct if day is not None):
+        return None
+    return days.cast(pa.int32())
+
+
+def _fast_float(values: Sequence[Any]) -> pa.Array | None:
+    if not set(map(type, values)) <= _FLOAT_TYPES:
+        return None
+    return _typed(values, pa.float64())
+
+
+def _convert_slowly(
+    column: Column,
+    values: Sequence[Any],
+    rejected: dict[int, str],
+    converter: Callable[[Any], Any],
+) -> list[Any]:
     """Convert value by value; a value that does not fit rejects its row, with the reason."""
-    converter = _SLOW[column.kind]
     out: list[Any] = []
     for index, value in enumerate(values):
         try:
@@ -383,13 +512,26 @@ def _convert_slowly(column: Column, values: list[Any], rejected: dict[int, str])
         except _Rejected as exc:
             rejected.setdefault(index, f"{column.source[0]}: {exc}")
             out.append(None)
-    return pa.array(out, column.arrow_type)
+    return out
 
 
-def _convert_local_dt(column: Column, values: list[Any], rejected: dict[int, str]) -> pa.Array:
-    """Parse `YYYY-MM-DD HH:MM:SS` texts in one pass; any other value goes value by value."""
-    if not set(map(type, values)) <= _FAST_TYPES["str"]:
-        return _convert_slowly(column, values, rejected)
+def _convert_json(
+    column: Column, values: Sequence[Any], rejected: dict[int, str], careful: bool
+) -> pa.Array:
+    if not careful:
+        try:
+            # Decoded at once: orjson's bytes, kept a thousand at a time, cost ten times more.
+            texts = [None if v is None else _dumps(v).decode() for v in values]
+            return pa.array(texts, pa.string())
+        except TypeError:
+            pass
+    return pa.array(_convert_slowly(column, values, rejected, _json_text), pa.string())
+
+
+def _fast_local_dt(values: Sequence[Any]) -> pa.Array | None:
+    """Parse `YYYY-MM-DD HH:MM:SS` texts in one pass; None when any value is not such a text."""
+    if not set(map(type, values)) <= {str, _NONE}:
+        return None
     text = pa.array(values, pa.string())
     parsed = pc.strptime(text, format=_LOCAL_DT_FORMAT, unit="s", error_is_null=True)
     # strptime rolls 30 February over into March: only a value that prints back as it was
@@ -397,42 +539,23 @@ def _convert_local_dt(column: Column, values: list[Any], rejected: dict[int, str
     exact = pc.fill_null(pc.equal(pc.strftime(parsed, format=_LOCAL_DT_FORMAT), text), False)
     if pc.all(pc.or_(exact, pc.is_null(text))).as_py():
         return parsed
-    merged: list[Any] = parsed.to_pylist()
-    for index in pc.indices_nonzero(pc.and_(pc.invert(exact), pc.is_valid(text))).to_pylist():
-        try:
-            merged[index] = _to_local_dt(values[index])
-        except _Rejected as exc:
-            rejected.setdefault(index, f"{column.source[0]}: {exc}")
-            merged[index] = None
-    return pa.array(merged, column.arrow_type)
+    return None
 
 
-def _convert_timestamps(column: Column, values: list[Any], rejected: dict[int, str]) -> pa.Array:
-    ints: list[int | None] = values
-    if not set(map(type, values)) <= _FAST_TYPES["int"]:
-        ints = []
-        for index, value in enumerate(values):
-            if value is None or type(value) is int:
-                ints.append(value)
-                continue
-            try:
-                ints.append(_to_int(value))
-            except _Rejected as exc:
-                rejected.setdefault(index, f"{column.source[0]}: {exc}")
-                ints.append(None)
-    raw = pa.array(ints, pa.int64())
-    zero_or_null = pc.fill_null(pc.equal(raw, 0), True)
-    implausible = pc.and_kleene(
-        pc.invert(zero_or_null),
-        pc.or_(pc.less(raw, _TS_MIN_MS), pc.greater(raw, _TS_MAX_MS)),
-    )
-    if pc.any(implausible).as_py():
-        for index in pc.indices_nonzero(implausible).to_pylist():
-            rejected.setdefault(
-                index, f"{column.source[0]}: {values[index]!r} is not a plausible timestamp"
-            )
-    cleaned = pc.if_else(pc.or_(zero_or_null, pc.fill_null(implausible, False)), None, raw)
-    return cleaned.cast(pa.timestamp("ms"))
+def _convert_timestamps(
+    column: Column, values: Sequence[Any], rejected: dict[int, str], careful: bool
+) -> pa.Array:
+    raw = None if careful else _fast_int(values)
+    if raw is None:
+        raw = pa.array(_convert_slowly(column, values, rejected, _to_int), pa.int64())
+    # 0 and null both mean "did not happen"; as 0, the bounds check needs no null handling.
+    ms = (raw.fill_null(0) if raw.null_count else raw).to_numpy()
+    implausible = (ms != 0) & ((ms < _TS_MIN_MS) | (ms > _TS_MAX_MS))
+    for index in np.flatnonzero(implausible).tolist():
+        rejected.setdefault(
+            index, f"{column.source[0]}: {values[index]!r} is not a plausible timestamp"
+        )
+    return pa.array(ms, pa.timestamp("ms"), mask=(ms == 0) | implausible)
 
 
 def _to_int(value: Any) -> int:
@@ -443,29 +566,38 @@ def _to_int(value: Any) -> int:
             raise _Rejected(f"{value!r} is out of range")
         return value
     if isinstance(value, float):
-        if value.is_integer():
-            return int(value)
-        raise _Rejected(f"{value!r} is not a whole number")
+        return _whole(value, value)
     if isinstance(value, str):
         text = value.strip()
         try:
             return _to_int(int(text))
         except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
-                raise _Rejected(f"{value!r} is not an integer") from None
-            if number.is_integer():
-                return int(number)
-            raise _Rejected(f"{value!r} is not a whole number") from None
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            raise _Rejected(f"{value!r} is not an integer") from None
+        return _whole(number, value)
     raise _Rejected(f"{value!r} is not an integer")
+
+
+def _whole(number: float, value: Any) -> int:
+    """`number` as an integer when it is a whole one within int64; `value` is what was sent."""
+    if not number.is_integer():
+        raise _Rejected(f"{value!r} is not a whole number")
+    if not -(2.0**63) <= number < 2.0**63:
+        raise _Rejected(f"{value!r} is out of range")
+    return int(number)
 
 
 def _to_float(value: Any) -> float:
     if isinstance(value, bool):
         raise _Rejected(f"{value!r} is not a number")
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise _Rejected(f"{value!r} is out of range") from None
     if isinstance(value, str):
         try:
             return float(value.strip())
@@ -479,7 +611,16 @@ def _to_str(value: Any) -> str:
     # text: nothing is lost, and the column keeps one type.
     if isinstance(value, str):
         return value
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    return _json_text(value)
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return _dumps(value).decode()
+    except TypeError as exc:
+        # orjson writes no integer wider than 64 bits. Such a value is not stored half-read in
+        # a column: its row goes to the quarantine, which keeps the record digit for digit.
+        raise _Rejected(f"{value!r} cannot be stored as JSON text ({exc})") from None
 
 
 def _to_bool(value: Any) -> bool:
@@ -520,6 +661,16 @@ def _to_local_dt(value: Any) -> datetime | None:
     raise _Rejected(f"{value!r} is not a local date and time")
 
 
+# Per kind, the conversion of a whole column in one call (None when any value needs a look of
+# its own) and the conversion of one value (raising `_Rejected` when it does not fit).
+_FAST = {
+    "local_dt": _fast_local_dt,
+    "int": _fast_int,
+    "float": _fast_float,
+    "str": partial(_typed, arrow_type=pa.string()),
+    "bool": partial(_typed, arrow_type=pa.bool_()),
+    "day": _fast_day,
+}
 _SLOW = {
     "local_dt": _to_local_dt,
     "int": _to_int,

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
 import orjson
 import pytest
 
+from assets.common import day_window_ms
 from assets.jobs import JOBS
 from assets.members import MEMBERS
-from assets.normalize import normalize, normalize_pages
+from assets.normalize import Normalized, TableSpec, merge, normalize, normalize_pages
+from assets.places import PLACES
+from assets.reports import REPORT_JOBS, REPORT_TIMESHEET
 from assets.tracks import TRACKS
+from resources.hellotracks import HellotracksClient
+from sandbox.fleet import Fleet
+from sandbox.server import Faults, SandboxServer
 
 DAY = 20251010
 TS = 1_760_000_000_000  # 2025-10-09, a plausible event time
+WIDE = 2**70  # wider than 64 bits: orjson decodes such a number as a float, other decoders do not
 
 
 def job(**fields):
@@ -140,3 +154,212 @@ def test_an_empty_day_has_the_full_schema():
     result = normalize_pages(JOBS, [], DAY)
     assert result.table.num_rows == 0
     assert result.table.schema == JOBS.schema()
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        # Where text was documented, a number orjson cannot write has no JSON text to keep.
+        (job(contactPhone=WIDE), f"contactPhone: {WIDE} cannot be stored as JSON text"),
+        # The same inside a value stored as JSON.
+        (job(customFields=[{"key": "n", "val": WIDE}]), "customFields: [{'key': 'n', 'val'"),
+        # Where an integer was documented, it does not fit int64.
+        (job(priority=WIDE), f"priority: {WIDE} is out of range"),
+        # An unsigned 64-bit number (orjson decodes those as integers) in a timestamp.
+        (job(tsCheckIn=2**64 - 1), f"tsCheckIn: {2**64 - 1} is out of range"),
+        # A float whose whole number does not fit int64.
+        (job(priority=1e300), "priority: 1e+300 is out of range"),
+        # A number too large for a float.
+        (job(destinationLat=10**400), "destinationLat: 1000"),
+    ],
+)
+def test_numbers_beyond_64_bits_send_their_row_to_quarantine(record, reason):
+    result = normalize(JOBS, [record, job(id="b" * 24)], DAY)
+    assert [row["reason"][: len(reason)] for row in result.quarantine] == [reason]
+    # The record is kept digit for digit (the standard library reads what orjson cannot).
+    assert json.loads(result.quarantine[0]["record"]) == record
+    assert result.table.column("job_id").to_pylist() == ["b" * 24]
+
+
+def test_an_unknown_field_beyond_64_bits_is_kept_in_extras_digit_for_digit():
+    result = normalize(JOBS, [job(x_count=WIDE, x_nested={"n": [-WIDE]})], DAY)
+    assert result.quarantined == 0
+    extras = result.table.column("extras")[0].as_py()
+    assert json.loads(extras) == {"x_count": WIDE, "x_nested": {"n": [-WIDE]}}
+    assert result.extra_fields == {"x_count": 1, "x_nested": 1}
+
+
+# --- the fast paths against the careful one --------------------------------------------------
+
+SERVED_DAY = 20251014
+FETCHED_AT = datetime(2025, 10, 14, 18, 0, tzinfo=UTC)
+KEY = "normalize-key"
+
+# Values a server may send instead of the documented type. Each page of the comparison below
+# puts one of them in every field, on a record of its own, so that a column holding one odd
+# value among good ones shows whether its fast path lets through what the careful one would not.
+ODD_VALUES = [
+    "7",  # a number as text
+    " 8 ",  # a number as text, with spaces
+    7.0,  # a whole number as a float
+    7.5,  # a fraction where a count belongs
+    "high",  # text where a number belongs
+    "",  # empty text
+    True,  # a boolean where a number or text belongs
+    0,  # zero: "did not happen" in a timestamp
+    1,  # one: true where a boolean belongs
+    [{"k": 1}],  # a nested value where a scalar belongs
+    {"lat": "1.5"},  # an object where a scalar belongs
+    2**63,  # beyond int64, though an unsigned 64-bit integer
+    WIDE,  # beyond 64 bits
+    1e300,  # a float too large for any integer
+    999_999_999_999_999,  # an absurd timestamp (year 33658)
+    20251340,  # a day that is not on the calendar
+    "20251010",  # a day as text
+    "2025-02-30 08:00:00",  # a local time that does not exist
+    "2025-10-14T08:00:00",  # a local time in ISO form
+    "1760000000000",  # a timestamp as text
+]
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[dict[str, list[list[Any]]]]:
+    """Pages of each listing as the client receives them from the sandbox, plain and drifted.
+
+    Drifted pages carry an extra field on every object, numbers as text and renamed fields.
+    Small pages, so that ids are met again across pages too.
+    """
+    fleet = Fleet(7, 12, today=20251015, start_day=20251010, timezone="Europe/Vienna")
+    start, end = day_window_ms(SERVED_DAY, "Europe/Vienna")
+    pages: dict[str, list[list[Any]]] = {}
+    with (
+        SandboxServer(fleet, api_key=KEY) as server,
+        HellotracksClient(server.url, KEY, page_size=25, min_interval_seconds=0) as client,
+    ):
+        uids = sorted(m["uid"] for page in client.getaccounts() for m in page)
+        for drift in (False, True):
+            server.faults = Faults(schema_drift=drift)
+            name = "drifted " if drift else ""
+            pages[name + "jobs"] = list(client.getjobs(SERVED_DAY))
+            pages[name + "tracks"] = list(client.gettracks(start, end, uids))
+            pages[name + "members"] = list(client.getaccounts())
+            pages[name + "places"] = list(client.getplaces())
+        for report in ("jobs", "timesheet"):
+            content = client.createreport(report, "csv", day=SERVED_DAY)
+            rows = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
+            lines = [{k: v or None for k, v in row.items() if k != "day"} for row in rows]
+            pages["report " + report] = [lines[i : i + 25] for i in range(0, len(lines), 25)]
+    yield pages
+
+
+SPECS: dict[str, TableSpec] = {
+    "jobs": JOBS,
+    "tracks": TRACKS,
+    "members": MEMBERS,
+    "places": PLACES,
+    "report jobs": REPORT_JOBS,
+    "report timesheet": REPORT_TIMESHEET,
+}
+
+
+def _spoiled(spec: TableSpec, served: list[list[Any]]) -> list[list[Any]]:
+    """Pages made of the served records, one per odd value, with a quirk in every field.
+
+    On page k, field j of record j gets odd value k + j, and every other page a null goes to the
+    next record too; each page ends with records the dedupe must set aside.
+    """
+    records = [record for page in served for record in page]
+    paths = sorted({path for column in spec.columns for path in column.source})
+    key = spec.key_column.source[0]
+    pages: list[list[Any]] = []
+    for k in range(len(ODD_VALUES)):
+        page = []
+        for i in range(len(paths)):
+            # A deep copy under an id of its own, so that no page repeats another's ids.
+            record = orjson.loads(orjson.dumps(records[(k * len(paths) + i) % len(records)]))
+            record[key] = _another(record.get(key), k * 1000 + i)
+            page.append(record)
+        for j, path in enumerate(paths):
+            _put(page[j], path, ODD_VALUES[(k + j) % len(ODD_VALUES)])
+            if (k + j) % 2:
+                _put(page[(j + 1) % len(page)], path, None)
+        first = page[0]
+        first["x_late"] = 1  # a field no column reads
+        page += [
+            dict(first),  # an id seen on this page
+            "not an object",
+            {name: value for name, value in first.items() if name != key},  # no id
+            # The same fields in another order, and fewer fields, under ids of their own.
+            dict(reversed(first.items())) | {key: _another(first[key], -1)},
+            {name: value for name, value in first.items() if name not in paths[:9]}
+            | {key: _another(first[key], -2)},
+        ]
+        if pages:
+            page.append(dict(pages[-1][1]))  # an id seen on the page before
+        pages.append(page)
+    return pages
+
+
+def _another(key: Any, n: int) -> Any:
+    return key + (n + 2) * 10**12 if isinstance(key, int) else f"{key}-{n}"
+
+
+def _put(record: dict[str, Any], path: str, value: Any) -> None:
+    *parents, name = path.split(".")
+    for part in parents:
+        if not isinstance(record.get(part), dict):
+            record[part] = {}
+        record = record[part]
+    record[name] = value
+
+
+def _normalized(spec: TableSpec, pages: list[list[Any]], *, careful: bool) -> Normalized:
+    seen: set[str] = set()
+    parts = [normalize(spec, p, SERVED_DAY, FETCHED_AT, seen=seen, careful=careful) for p in pages]
+    return merge(spec, parts)
+
+
+LISTINGS = [
+    "jobs",
+    "tracks",
+    "members",
+    "places",
+    "drifted jobs",
+    "drifted tracks",
+    "drifted members",
+    "drifted places",
+    "report jobs",
+    "report timesheet",
+]
+
+
+@pytest.mark.parametrize("listing", LISTINGS)
+def test_the_fast_paths_agree_with_the_careful_one_on_served_pages(served, listing):
+    spec = SPECS[listing.removeprefix("drifted ")]
+    # The first page comes again at the end, as from a server paging badly: all ids seen.
+    pages = [*served[listing], served[listing][0]]
+    fast = _normalized(spec, pages, careful=False)
+    careful = _normalized(spec, pages, careful=True)
+    assert fast.table.schema == careful.table.schema == spec.schema()
+    assert fast.table.equals(careful.table)
+    assert fast.quarantine == careful.quarantine
+    assert fast.extra_fields == careful.extra_fields
+    assert fast.table.num_rows == sum(map(len, served[listing]))
+    duplicate = f"duplicate {spec.key_column.source[0]}"
+    assert [row["reason"] for row in fast.quarantine] == [duplicate] * len(pages[0])
+
+
+@pytest.mark.parametrize("listing", LISTINGS)
+def test_the_fast_paths_agree_with_the_careful_one_on_pages_mixing_quirks(served, listing):
+    spec = SPECS[listing.removeprefix("drifted ")]
+    pages = _spoiled(spec, served[listing])
+    fast = _normalized(spec, pages, careful=False)
+    careful = _normalized(spec, pages, careful=True)
+    assert fast.table.schema == careful.table.schema == spec.schema()
+    assert fast.table.equals(careful.table)
+    assert fast.quarantine == careful.quarantine
+    assert fast.extra_fields == careful.extra_fields
+    # The quirks were met: rows were set aside, a field was kept in extras, rows were loaded.
+    assert fast.quarantined >= 3 * len(pages)
+    assert fast.extra_fields["x_late"] > 0
+    assert fast.table.num_rows > 0
