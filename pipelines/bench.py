@@ -465,6 +465,22 @@ def _targets(report: Report) -> list[str]:
     return lines
 
 
+# What would close the gaps the targets B and D measure: the same for every run, so stated once.
+B_REMEDY = (
+    "- B, what is left: the fixed cost is Dagster's own work (each step, each event a write of "
+    "some 20 ms to the SQLite instance) and drawing the chart; the rest is converting and "
+    "loading, which share one interpreter with the page fetching. Converting each listing in a "
+    "process of its own, or steps running in parallel processes, would let them overlap."
+)
+D_REMEDY = (
+    "- D, what is left: within one process the steps cannot overlap, so the local work of the "
+    "steps with few requests (snapshots, reports, points, marts, chart) and each day's "
+    "materialization event add to the pace. What would hide them: steps running at the same "
+    "time (Dagster's multiprocess, Celery or Kubernetes executors) with the pace kept for the "
+    "whole run across processes rather than by one client, which the API pool then need not do."
+)
+
+
 def _why(report: Report, key: str) -> list[str]:
     """What this run's numbers say about a missed target, as Markdown list items."""
     result = report.result(key)
@@ -497,6 +513,7 @@ def _why(report: Report, key: str) -> list[str]:
                 f"- B: a run costs {fixed.pipeline_seconds:.1f} s whatever its data (B0, "
                 f"{fixed.events} Dagster events): {alone:.1f}x B's floor on its own."
             )
+        lines.append(B_REMEDY)
         return lines
     if key == "C":
         highest = max(result.steps.items(), key=lambda item: item[1]["peak_rss"], default=None)
@@ -511,7 +528,8 @@ def _why(report: Report, key: str) -> list[str]:
             "The steps run one after another in one process, so only a step's own work between "
             "its own requests hides behind the pace; steps with one request or none hide "
             f"nothing. The run wrote {result.events:,} Dagster events; the slowest steps were "
-            f"{steps}."
+            f"{steps}.",
+            D_REMEDY,
         ]
     return []
 
