@@ -52,13 +52,14 @@ TRACKS = TableSpec(
     ),
 )
 
-# A member whose roster record was quarantined is known here only through the days' jobs, so
-# their tracks on a day without jobs are not asked for. Adding the members' `record_id`s from
-# `quarantine` to this union would close that gap.
+# A member whose roster record was quarantined (a field that would not convert) is still a
+# member: their uid is in the quarantine's `record_id`, so their tracks are asked for too.
 _KNOWN_MEMBERS = """
 SELECT member_uid FROM members WHERE member_uid IS NOT NULL
 UNION SELECT worker_uid FROM jobs
 WHERE day IN (SELECT unnest(?)) AND worker_uid IS NOT NULL AND worker_uid <> ''
+UNION SELECT record_id FROM quarantine
+WHERE table_name = 'members' AND record_id IS NOT NULL AND record_id <> ''
 """
 
 
@@ -108,7 +109,7 @@ def known_members(warehouse: WarehouseResource, days: Sequence[int]) -> list[str
     """Every member uid in a roster snapshot or assigned a job on one of `days`."""
     with warehouse.connect(read_only=True) as con:
         tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
-        if not {"members", "jobs"} <= tables:
+        if not {"members", "jobs", "quarantine"} <= tables:
             return []
         return sorted(row[0] for row in con.execute(_KNOWN_MEMBERS, [list(days)]).fetchall())
 

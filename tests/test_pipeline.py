@@ -188,3 +188,23 @@ def _snapshot(warehouse) -> dict[str, list[tuple]]:
         listed = ", ".join(f'"{c}"' for c in columns)
         snapshot[table] = query(warehouse, f"SELECT {listed} FROM {table} ORDER BY ALL")
     return snapshot
+
+
+def test_a_member_whose_roster_record_was_quarantined_still_has_tracks_asked_for(tmp_path):
+    from assets.jobs import JOBS
+    from assets.members import MEMBERS
+    from assets.normalize import normalize, quarantine_table
+    from assets.tracks import known_members
+    from resources.warehouse import WarehouseResource
+
+    warehouse = WarehouseResource(directory=str(tmp_path))
+    day = 20251009
+    roster = [{"uid": "kept"}, {"uid": "spoiled", "email_verified": "maybe"}]
+    members = normalize(MEMBERS, roster, day)
+    assert members.quarantined == 1  # the record is set aside, the member is not forgotten
+    warehouse.write_day("members", day, members.table)
+    warehouse.load_days("members", [day], quarantine_table(members.quarantine))
+    warehouse.write_day("jobs", day, JOBS.schema().empty_table())  # a day without jobs
+    warehouse.load_days("jobs", [day])
+
+    assert known_members(warehouse, [day]) == ["kept", "spoiled"]
