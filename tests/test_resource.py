@@ -149,7 +149,7 @@ def test_createreport_returns_the_file(server: SandboxServer) -> None:
 def test_requests_start_at_least_the_minimum_interval_apart_across_threads(
     server: SandboxServer,
 ) -> None:
-    interval = 0.08
+    interval = 0.1
     with client_for(server, min_interval_seconds=interval) as client:
         # Two listings at once through one client share one pace.
         other = threading.Thread(target=lambda: drain(client.getaccounts()))
@@ -161,10 +161,12 @@ def test_requests_start_at_least_the_minimum_interval_apart_across_threads(
     assert {record.action for record in records} == {"getjobs", "getaccounts"}
     assert len(records) >= 8
     times = [record.time for record in records]
-    # The log stamps arrival, which the sandbox (sharing this process and its GIL) may record
-    # a few milliseconds late; the overall pace is exact, single gaps get that much slack.
+    # The log stamps arrival, which the sandbox (sharing this process and its GIL) records late
+    # when the machine is busy, shortening the gap after a late stamp by as much: the overall
+    # pace is exact, and no two requests went out together (a pacer shared without its lock
+    # lets two threads claim one slot: a gap of a few milliseconds).
     assert times[-1] - times[0] >= (len(times) - 1) * interval - 0.03
-    assert min(gaps(times)) >= interval - 0.03
+    assert min(gaps(times)) >= interval / 2
 
 
 def test_throttling_widens_the_pace_for_the_rest_of_the_run(server: SandboxServer) -> None:
