@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -861,21 +861,16 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no output)"
 
 
-class PeakSampler:
-    """Samples the resident memory of process trees in a thread and keeps each tree's peak.
+class _Sampler:
+    """Calls `sample` in a thread at once and then every `interval` seconds, while the `with`
+    block runs."""
 
-    A tree is a process and all its descendants at the moment of the sample; their RSS is summed.
-    A process that has ended counts as zero. Peaks are in bytes, by the name given to each root.
-    """
-
-    def __init__(self, roots: dict[str, int], interval: float = SAMPLE_SECONDS) -> None:
-        self.roots = roots
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.peaks = dict.fromkeys(roots, 0)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
-    def __enter__(self) -> PeakSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -883,13 +878,31 @@ class PeakSampler:
         self._stop.set()
         self._thread.join()
 
+    def sample(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
-        processes = {name: _process(pid) for name, pid in self.roots.items()}
         while True:
-            for name, process in processes.items():
-                self.peaks[name] = max(self.peaks[name], tree_rss(process))
+            self.sample()
             if self._stop.wait(self.interval):
                 return
+
+
+class PeakSampler(_Sampler):
+    """Samples the resident memory of process trees in a thread and keeps each tree's peak.
+
+    A tree is a process and all its descendants at the moment of the sample; their RSS is summed.
+    A process that has ended counts as zero. Peaks are in bytes, by the name given to each root.
+    """
+
+    def __init__(self, roots: dict[str, int], interval: float = SAMPLE_SECONDS) -> None:
+        super().__init__(interval)
+        self.processes = {name: _process(pid) for name, pid in roots.items()}
+        self.peaks = dict.fromkeys(roots, 0)
+
+    def sample(self) -> None:
+        for name, process in self.processes.items():
+            self.peaks[name] = max(self.peaks[name], tree_rss(process))
 
 
 def _process(pid: int) -> psutil.Process | None:
@@ -1207,29 +1220,16 @@ def _run_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class MemoryTimeline:
+class MemoryTimeline(_Sampler):
     """This process's RSS sampled in a thread, so each step's peak can be read afterwards."""
 
     def __init__(self, interval: float = SAMPLE_SECONDS) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-timeline", daemon=True)
+        self._me = psutil.Process()
 
-    def __enter__(self) -> MemoryTimeline:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while True:
-            self.samples.append((time.time(), me.memory_info().rss))
-            if self._stop.wait(self.interval):
-                return
+    def sample(self) -> None:
+        self.samples.append((time.time(), self._me.memory_info().rss))
 
     def peak(self, start: float, end: float) -> int:
         """The highest sample from `start` to `end` (epoch seconds), or the last one before."""
