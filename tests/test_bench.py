@@ -216,6 +216,32 @@ def test_a_missed_target_is_explained_under_the_table() -> None:
     assert "**MISSED**" in text
     # 6 requests at 0.5 s are 3 s of pace; the other 6 s did not overlap it.
     assert "3.0 s of the 9.0 s are the pace" in text and "the other 6.0 s" in text
+    # The run recorded no marts or chart step, so nothing is said about what follows the pace.
+    assert "follow the last answers" not in text
+
+
+@pytest.mark.parametrize(
+    ("marts", "chart", "said"),
+    [
+        # 6 requests at 0.5 s leave a margin of 0.3 s beyond the 3 s pace: the marts alone fit
+        # it; with the chart they overrun it.
+        (0.2, None, "they took 0.2 s, within the 0.3 s"),
+        (0.25, 0.15, "they took 0.4 s, more than the 0.3 s"),
+    ],
+)
+def test_the_steps_after_the_pace_are_weighed_against_the_margin(marts, chart, said) -> None:
+    steps = {"jobs": {"seconds": 3.0, "peak_rss": 1}, "marts": {"seconds": marts, "peak_rss": 1}}
+    if chart is not None:
+        steps["fleet_chart"] = {"seconds": chart, "peak_rss": 1}
+    report = bench.Report(quick=False, started=datetime.now(UTC), machine={})
+    report.results.append(
+        measured(
+            bench.FULL_SCENARIOS["D"], pipeline_seconds=4.0, requests={"getjobs": 6}, steps=steps
+        )
+    )
+    text = "\n".join(bench._targets(report))
+    assert said in text
+    assert ("marts and fleet_chart read" in text) == (chart is not None)
 
 
 def test_the_pace_is_judged_on_runs_of_gaps() -> None:
