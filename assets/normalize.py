@@ -221,25 +221,100 @@ def _normalize(
         arrays[column.name] = _convert(column, page.values(column.source), rejected, careful)
 
     extra_fields: Counter[str] = Counter()
-    extras = _extras(spec, page, extra_fields)
+    extras = pa.array(_extras(spec, page, extra_fields), pa.string())
+    key_values = page.values(spec.key_column.source) if rejected else []
+    table = _assemble(
+        spec, day, fetched_at, arrays, extras, rejected, quarantine, key_values, kept.__getitem__
+    )
+    return Normalized(table, quarantine, extra_fields)
 
+
+def _assemble(
+    spec: TableSpec,
+    day: int,
+    fetched_at: datetime | None,
+    arrays: dict[str, pa.Array],
+    extras: pa.Array,
+    rejected: dict[int, str],
+    quarantine: list[dict[str, Any]],
+    key_values: Sequence[Any],
+    record: Callable[[int], Any],
+) -> pa.Table:
+    """The table of `spec` from its converted columns, without the rows in `rejected`, which
+    are appended to `quarantine` with their id (`key_values`) and their raw `record(index)`."""
+    n = len(extras)
     columns: dict[str, pa.Array] = {"day": pa.array([day] * n, pa.int32())}
     if spec.snapshot:
         stamp = (fetched_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
         columns["fetched_at"] = pa.array([stamp] * n, pa.timestamp("ms"))
     columns.update(arrays)
-    columns["extras"] = pa.array(extras, pa.string())
+    columns["extras"] = extras
     table = pa.table(columns, schema=spec.schema())
+    if not rejected:
+        return table
+    for index in sorted(rejected):
+        quarantine.append(
+            quarantine_row(spec, day, key_values[index], rejected[index], record(index))
+        )
+    return table.filter(pa.array([i not in rejected for i in range(n)]))
 
-    if rejected:
-        key_values = page.values(spec.key_column.source)
-        for index in sorted(rejected):
-            quarantine.append(
-                quarantine_row(spec, day, key_values[index], rejected[index], kept[index])
-            )
-        keep = pa.array([i not in rejected for i in range(n)])
-        table = table.filter(keep)
-    return Normalized(table, quarantine, extra_fields)
+
+def normalize_text_table(
+    spec: TableSpec, table: pa.Table, day: int, *, seen: set[str]
+) -> Normalized | None:
+    """`normalize` for records that came as columns of text (a CSV file read by Arrow), without
+    a dict per record.
+
+    `table` has one nullable string column per field, in the order the source gave them. None
+    when the answer needs a look at single records: a column no spec column reads (`extras`),
+    two spellings of one field, or ids missing, empty or repeated. The caller then makes the
+    records and calls `normalize`, which gives the same result a record at a time.
+    """
+    started = time.perf_counter()
+    fields = set(table.column_names)
+    if fields - spec.known_fields or any(
+        len(fields.intersection(column.source)) > 1 for column in spec.columns
+    ):
+        return None
+    if table.num_rows == 0:
+        return Normalized(spec.schema().empty_table())
+    key = spec.key_column.source[0]
+    if key not in fields:
+        return None
+    ids = table.column(key)
+    if ids.null_count or pc.any(pc.equal(ids, "")).as_py():
+        return None
+    keys = ids.to_pylist()
+    fresh = set(keys)
+    if len(fresh) != len(keys) or not fresh.isdisjoint(seen):
+        return None
+
+    n = table.num_rows
+    rejected: dict[int, str] = {}
+    arrays: dict[str, pa.Array] = {}
+    for column in spec.columns:
+        name = next((path for path in column.source if path in fields), None)
+        if name is None:
+            arrays[column.name] = pa.nulls(n, column.arrow_type)
+            continue
+        text = table.column(name).combine_chunks().cast(pa.string())
+        converted = None
+        if column.kind == "str":
+            converted = text
+        elif column.kind == "local_dt":
+            converted = _exact_local_dt(text)
+        if converted is None:
+            converted = _convert(column, text.to_pylist(), rejected, careful=False)
+        arrays[column.name] = converted
+
+    def record(index: int) -> dict[str, Any]:
+        return {name: table.column(name)[index].as_py() for name in table.column_names}
+
+    quarantine: list[dict[str, Any]] = []
+    extras = pa.nulls(n, pa.string())
+    result = _assemble(spec, day, None, arrays, extras, rejected, quarantine, keys, record)
+    seen.update(fresh)
+    return Normalized(result, quarantine, seconds=time.perf_counter() - started)
 
 
 def quarantine_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
@@ -532,7 +607,11 @@ def _fast_local_dt(values: Sequence[Any]) -> pa.Array | None:
     """Parse `YYYY-MM-DD HH:MM:SS` texts in one pass; None when any value is not such a text."""
     if not set(map(type, values)) <= {str, _NONE}:
         return None
-    text = pa.array(values, pa.string())
+    return _exact_local_dt(pa.array(values, pa.string()))
+
+
+def _exact_local_dt(text: pa.Array) -> pa.Array | None:
+    """`_fast_local_dt` for texts already in Arrow."""
     parsed = pc.strptime(text, format=_LOCAL_DT_FORMAT, unit="s", error_is_null=True)
     # strptime rolls 30 February over into March: only a value that prints back as it was
     # written is taken as parsed.

@@ -14,6 +14,9 @@ import io
 from collections import defaultdict
 from collections.abc import Callable
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -25,7 +28,15 @@ from dagster import (
 )
 
 from assets.common import API_POOL, DAILY, api_used, run_days, store_days, table_asset
-from assets.normalize import Normalized, TableSpec, col, merge, normalize, quarantine_row
+from assets.normalize import (
+    Normalized,
+    TableSpec,
+    col,
+    merge,
+    normalize,
+    normalize_text_table,
+    quarantine_row,
+)
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
 
@@ -98,10 +109,70 @@ def parse_report_csv(spec: TableSpec, content: bytes, days: list[int]) -> dict[i
     """Split a report file by its `day` column and normalize each day's rows.
 
     Empty cells mean "no value". A row whose day is not one of `days`, or not a day at all, is
-    quarantined under the first day rather than dropped. Rows are normalized in chunks as they
-    are read, so a large report is never held as dicts all at once.
+    quarantined under the first day rather than dropped.
+
+    A plain report (every row as wide as the header, every day one asked for, every column
+    known, ids unique) is read by Arrow's CSV reader and converted column by column: several
+    times faster than a dict per line, on reports of hundreds of thousands of lines. Anything
+    else is read line by line (`read_report_rows`), which gives the same result for a plain one.
     """
-    text = io.TextIOWrapper(io.BytesIO(content), encoding="utf-8-sig", newline="")
+    try:
+        plain = _read_plain_report(spec, content, days)
+        return plain if plain is not None else read_report_rows(spec, content, days)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{spec.name}: the report is not UTF-8 text ({exc})") from None
+
+
+def _read_plain_report(
+    spec: TableSpec, content: bytes, days: list[int]
+) -> dict[int, Normalized] | None:
+    header = next(csv.reader(_text(content)), None)
+    # A header spread over lines (a quoted newline) would make Arrow skip the wrong line.
+    if (
+        not header
+        or "day" not in header
+        or len(set(header)) != len(header)
+        or any("\n" in name or "\r" in name for name in header)
+    ):
+        return None
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(content),
+            # The header is the one the csv module read (it knows the byte order mark); Arrow
+            # reads the lines after it, every cell as text, only an empty one as no value.
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()),
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None  # a line wider or narrower than the header, or text that is not UTF-8
+    claimed = table.column("day")
+    wanted = pa.array([str(day) for day in days], pa.string())
+    if claimed.null_count or not pc.all(pc.is_in(claimed, value_set=wanted)).as_py():
+        return None
+    values = table.drop_columns(["day"])
+    result: dict[int, Normalized] = {}
+    for day in days:
+        rows = values.filter(pc.equal(claimed, str(day))) if len(days) > 1 else values
+        normalized = normalize_text_table(spec, rows, day, seen=set())
+        if normalized is None:
+            return None
+        result[day] = normalized
+    return result
+
+
+def _text(content: bytes) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BytesIO(content), encoding="utf-8-sig", newline="")
+
+
+def read_report_rows(spec: TableSpec, content: bytes, days: list[int]) -> dict[int, Normalized]:
+    """`parse_report_csv` a line at a time, for any report: rows are normalized in chunks as they
+    are read, so a large report is never held as dicts all at once."""
+    text = _text(content)
     reader = csv.DictReader(text)
     if reader.fieldnames is None or "day" not in reader.fieldnames:
         raise ValueError(
