@@ -26,7 +26,13 @@ from dagster import (
     TableSchema,
 )
 
-from assets.normalize import Normalized, TableSpec, normalize, normalize_pages, quarantine_table
+from assets.normalize import (
+    Normalized,
+    TableSpec,
+    normalize,
+    normalize_snapshot,
+    quarantine_table,
+)
 from pipelines.partitions import daily_partitions
 from resources.hellotracks import ClientStats, HellotracksClient
 from resources.warehouse import WarehouseResource
@@ -221,7 +227,7 @@ def store_snapshot(
     before = client.stats.snapshot()
     fetched_at = datetime.now(UTC)
     pages = list(fetch())
-    per_day = {day: normalize_pages(spec, pages, day, fetched_at) for day in run_days(context)}
+    per_day = normalize_snapshot(spec, pages, run_days(context), fetched_at)
     return store_days(context, warehouse, spec, per_day, api=api_used(client, before))
 
 

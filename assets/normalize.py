@@ -155,6 +155,24 @@ def normalize_pages(
     return merge(spec, [normalize(spec, page, day, fetched_at, seen=seen) for page in pages])
 
 
+def normalize_snapshot(
+    spec: TableSpec,
+    pages: Iterable[Sequence[dict[str, Any]]],
+    days: Sequence[int],
+    fetched_at: datetime,
+) -> dict[int, Normalized]:
+    """One listing stored under each of `days` (a roster has no history): normalized once, and
+    each further day a copy with its own `day`."""
+    first = normalize_pages(spec, pages, days[0], fetched_at)
+    result = {days[0]: first}
+    for day in days[1:]:
+        days_column = pa.array([day] * first.table.num_rows, pa.int32())
+        table = first.table.set_column(0, first.table.schema.field("day"), days_column)
+        quarantine = [row | {"day": day} for row in first.quarantine]
+        result[day] = Normalized(table, quarantine, Counter(first.extra_fields))
+    return result
+
+
 def merge(spec: TableSpec, parts: Sequence[Normalized]) -> Normalized:
     """One `Normalized` from several of the same table and day (pages of one listing)."""
     if not parts:

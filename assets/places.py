@@ -21,7 +21,7 @@ from assets.common import (
     store_snapshot,
     table_asset,
 )
-from assets.normalize import TableSpec, col, normalize, normalize_pages
+from assets.normalize import TableSpec, col, normalize_snapshot
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
 
@@ -127,8 +127,8 @@ def company_and_teams(
     record = client.getcompany()
     teams_config = record.get("teams_config") or []
 
-    companies = {day: normalize(COMPANY, [record], day, fetched_at) for day in days}
-    teams = {day: normalize_pages(TEAMS, [teams_config], day, fetched_at) for day in days}
+    companies = normalize_snapshot(COMPANY, [[record]], days, fetched_at)
+    teams = normalize_snapshot(TEAMS, [teams_config], days, fetched_at)
     api = api_used(client, before)
     yield MaterializeResult(
         asset_key="company",

@@ -15,7 +15,14 @@ import pytest
 from assets.common import day_window_ms
 from assets.jobs import JOBS
 from assets.members import MEMBERS
-from assets.normalize import Normalized, TableSpec, merge, normalize, normalize_pages
+from assets.normalize import (
+    Normalized,
+    TableSpec,
+    merge,
+    normalize,
+    normalize_pages,
+    normalize_snapshot,
+)
 from assets.places import PLACES
 from assets.reports import REPORT_JOBS, REPORT_TIMESHEET
 from assets.tracks import TRACKS
@@ -364,3 +371,27 @@ def test_the_fast_paths_agree_with_the_careful_one_on_pages_mixing_quirks(served
     assert fast.quarantined >= 3 * len(pages)
     assert fast.extra_fields["x_late"] > 0
     assert fast.table.num_rows > 0
+
+
+def test_a_snapshot_is_normalized_once_and_copied_to_every_day():
+    fetched_at = datetime(2025, 10, 14, 6, 0, tzinfo=UTC)
+    pages = [
+        [
+            {"uid": "m1", "name": "Ana", "shoe_size": 41},
+            {"name": "no uid"},
+            {"uid": "m2", "name": "Bo", "last_seen": "x"},
+        ],
+        [{"uid": "m1", "name": "Ana again"}],
+    ]
+    days = [20251012, 20251013, 20251014]
+    copied = normalize_snapshot(MEMBERS, pages, days, fetched_at)
+    assert list(copied) == days
+    for day in days:
+        alone = normalize_pages(MEMBERS, pages, day, fetched_at)
+        assert copied[day].table.equals(alone.table), day
+        assert copied[day].quarantine == alone.quarantine, day
+        assert copied[day].extra_fields == alone.extra_fields, day
+    # Something of each kind is there to copy: rows, quarantined ones, an unknown field.
+    assert copied[days[-1]].table.column("day").to_pylist() == [days[-1]] * 2
+    assert {row["day"] for row in copied[days[-1]].quarantine} == {days[-1]}
+    assert len(copied[days[-1]].quarantine) == 2 and copied[days[-1]].extra_fields
