@@ -6,6 +6,8 @@ where the server sent the documented types, a page's values are read out of the 
 pass and each column becomes Arrow in a few calls that run in C, with no Python code per value;
 only a column that fails that fast path is converted value by value. `normalize(...,
 careful=True)` converts everything value by value: the reference the fast paths must agree with.
+Records that arrive as columns of text (a CSV report read by Arrow) skip the dicts altogether
+(`normalize_text_table`) unless one of them needs a look of its own.
 
 Nothing is dropped silently:
 - a top-level field the spec does not know is kept in the row's `extras` JSON column and counted;
