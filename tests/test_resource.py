@@ -14,6 +14,7 @@ import dagster as dg
 import orjson
 import pytest
 
+from resources import hellotracks
 from resources.hellotracks import (
     HellotracksAuthError,
     HellotracksClient,
@@ -298,3 +299,37 @@ def test_the_resource_shares_one_client_and_closes_it_on_teardown(
     assert result.success
     assert result.output_for_node("member_count") == len(server.fleet.accounts())
     assert len(clients) == 1 and clients[0].closed
+
+
+# Successive pages of one listing, each with what a server may do to it.
+PAGES_OF_ONE_LISTING = [
+    [{"id": "a", "n": 1}, {"id": "b", "n": 2}],  # plain: answered without a loop
+    [{"id": "b", "n": 2}, {"id": "c", "n": 3}],  # b again: the server paged badly
+    [{"id": "d", "n": 4}, {"id": "d", "n": 4}],  # an exact copy on one page
+    [{"id": "e", "n": 5}, {"id": "e", "n": 6}],  # one id, two records: kept for quarantine
+    [{"id": 7, "n": 7}, {"id": 8, "n": 8}],  # integer ids, plain
+    [{"id": "7", "n": 7}, {"n": 9}],  # "7" is 7 again; a row without an id is kept
+    [{"n": 9}, {"id": "", "n": 10}, "not an object"],  # the same id-less row again; an empty id
+    [],
+]
+
+
+def test_a_listing_keeps_the_same_rows_with_or_without_its_fast_path() -> None:
+    fast = hellotracks._Listing("getjobs", limit=2, floor=0)
+    slow = hellotracks._Listing("getjobs", limit=2, floor=0)
+    kept = []
+    for page in PAGES_OF_ONE_LISTING:
+        rows = fast.fresh(page)
+        assert rows == slow._fresh_row_by_row(page)
+        kept.append(rows)
+    assert fast.seen == slow.seen
+    assert kept == [
+        PAGES_OF_ONE_LISTING[0],
+        [{"id": "c", "n": 3}],
+        [{"id": "d", "n": 4}],
+        PAGES_OF_ONE_LISTING[3],
+        PAGES_OF_ONE_LISTING[4],
+        [{"n": 9}],
+        [{"id": "", "n": 10}, "not an object"],
+        [],
+    ]
