@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import ConfigurableResource, get_dagster_logger
+from dagster import ConfigurableResource
 
 DATABASE_FILE = "hellotracks.duckdb"
 
@@ -207,7 +207,6 @@ class WarehouseResource(ConfigurableResource):
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        get_dagster_logger().debug("loaded %s days of %s into DuckDB", len(day_list), table)
         return {day: counts.get(day, 0) for day in day_list}
 
     def query(self, sql: str, params: Sequence | None = None) -> pa.Table:
