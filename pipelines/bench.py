@@ -471,8 +471,9 @@ def _targets(report: Report) -> list[str]:
 B_REMEDY = (
     "- B, what is left: the fixed cost is Dagster's own work (each step, each event a write of "
     "some 20 ms to the SQLite instance) and drawing the chart; the rest is converting and "
-    "loading, which share one interpreter with the page fetching. Converting each listing in a "
-    "process of its own, or steps running in parallel processes, would let them overlap."
+    "loading, which share one interpreter with the page fetching. Steps running in parallel "
+    "processes, or converting each listing in a process of its own, would overlap them with the "
+    "fetching; the fixed cost would have to shrink below the floor as well."
 )
 D_REMEDY = (
     "- D, what is left: within one process the steps cannot overlap, so the local work of the "
@@ -539,6 +540,13 @@ def _why(report: Report, key: str) -> list[str]:
                 f"- B: a run costs {fixed.pipeline_seconds:.1f} s whatever its data (B0, "
                 f"{fixed.events} Dagster events): {alone:.1f}x B's floor on its own."
             )
+            if fixed.pipeline_seconds > result.floor_seconds:
+                lines.append(
+                    "- B: the pipeline has to fetch and decode what the floor does, so 2x the "
+                    f"floor leaves {result.floor_seconds:.1f} s for all the rest; the fixed cost "
+                    "alone is more than that, so no faster converting or loading meets B while "
+                    "a run's fixed cost is above the floor."
+                )
         lines.append(B_REMEDY)
         return lines
     if key == "C":

@@ -250,3 +250,14 @@ def test_the_pace_is_judged_on_runs_of_gaps() -> None:
     assert bench.smallest_mean(gaps, 10) == pytest.approx(0.494)
     assert bench.smallest_mean([0.2, 0.3], 10) == pytest.approx(0.25)
     assert bench.smallest_mean([], 10) is None
+
+
+@pytest.mark.parametrize(("fixed", "said"), [(1.2, True), (0.8, False)])
+def test_a_fixed_cost_above_the_floor_is_named_as_what_rules_b_out(fixed, said) -> None:
+    report = bench.Report(quick=False, started=datetime.now(UTC), machine={})
+    report.results.append(measured(bench.FULL_SCENARIOS["B"], pipeline_seconds=3.0))
+    report.results.append(measured(bench.FIXED_COST, pipeline_seconds=fixed))
+    text = "\n".join(bench._targets(report))
+    assert "a run costs" in text
+    # The floor is 1 s: 2x it leaves 1 s beyond fetching and decoding.
+    assert ("no faster converting or loading meets B" in text) == said
