@@ -12,7 +12,7 @@ since the public docs list none) are read by name; a column the spec does not kn
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -154,15 +154,29 @@ def _read_plain_report(
     wanted = pa.array([str(day) for day in days], pa.string())
     if claimed.null_count or not pc.all(pc.is_in(claimed, value_set=wanted)).as_py():
         return None
-    values = table.drop_columns(["day"])
     result: dict[int, Normalized] = {}
-    for day in days:
-        rows = values.filter(pc.equal(claimed, str(day))) if len(days) > 1 else values
+    for day, rows in _by_day(table, days):
         normalized = normalize_text_table(spec, rows, day, seen=set())
         if normalized is None:
             return None
         result[day] = normalized
     return result
+
+
+def _by_day(table: pa.Table, days: list[int]) -> Iterator[tuple[int, pa.Table]]:
+    """Each day's rows without the `day` column, in file order, for a table whose `day` texts
+    are all days of `days` (so they sort as the days do): one stable sort, then slices."""
+    if len(days) == 1:
+        yield days[0], table.drop_columns(["day"])
+        return
+    ordered = table.take(pc.sort_indices(table.column("day"))).drop_columns(["day"])
+    counts = pc.value_counts(table.column("day")).to_pylist()
+    rows_of = {int(entry["values"]): entry["counts"] for entry in counts}
+    start = 0
+    for day in sorted(days):
+        length = rows_of.get(day, 0)
+        yield day, ordered.slice(start, length)
+        start += length
 
 
 def _text(content: bytes) -> io.TextIOWrapper:

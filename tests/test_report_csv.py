@@ -33,6 +33,11 @@ def job(job_id: str, day: int = 20251014, title: str = "Fix boiler", **cells: st
 # Reports Arrow reads: the answer must equal the line-by-line reader's, quarantine included.
 PLAIN = {
     "two_days": (REPORT_JOBS, jobs_report(job("j1", 20251013), job("j2"), job("j3"))),
+    # Days interleaved: each day keeps its rows in file order.
+    "interleaved_days": (
+        REPORT_JOBS,
+        jobs_report(job("j1"), job("j2", 20251013), job("j3"), job("j4", 20251013), job("j5")),
+    ),
     "quotes_commas_newlines_and_a_byte_order_mark": (
         REPORT_JOBS,
         jobs_report(
@@ -115,6 +120,9 @@ def test_the_cases_exercise_what_they_claim() -> None:
     assert titles == ['Boiler, then "the" sink', "two\r\nlines", "Überprüfung 🔧"]
     nulls = reports._read_plain_report(REPORT_JOBS, PLAIN["texts_that_look_like_null"][1], DAYS)
     assert nulls[20251014].table.column("title").to_pylist() == ["NULL", "nan", None]
+    interleaved = reports._read_plain_report(REPORT_JOBS, PLAIN["interleaved_days"][1], DAYS)
+    ids = {day: n.table.column("job_id").to_pylist() for day, n in interleaved.items()}
+    assert ids == {20251013: ["j2", "j4"], 20251014: ["j1", "j3", "j5"]}
     looked = reports._read_plain_report(REPORT_JOBS, PLAIN["dates_that_need_a_look"][1], DAYS)
     assert [row["record_id"] for row in looked[20251014].quarantine] == ["j1", "j3"]
     assert looked[20251014].table.column("job_id").to_pylist() == ["j2"]
