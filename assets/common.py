@@ -200,7 +200,7 @@ def store_days(
             + ", ".join(f"{name} ({count})" for name, count in extras.most_common(10))
         )
     metadata: dict[str, object] = {
-        **row_counts(loaded),
+        **row_counts(context, spec.name, loaded),
         "quarantined": bad,
         "unknown_fields": MetadataValue.json(dict(extras)),
         "parquet": MetadataValue.path(str(warehouse.root / "parquet" / spec.name)),
@@ -231,24 +231,24 @@ def store_snapshot(
     return store_days(context, warehouse, spec, per_day, api=api_used(client, before))
 
 
-def row_counts(per_day: Mapping[int, int]) -> dict[str, object]:
-    """Row-count metadata for a run's days, true on every day's materialization.
+def row_counts(
+    context: AssetExecutionContext, asset_key: str, per_day: Mapping[int, int]
+) -> dict[str, object]:
+    """Give each day's materialization its own row count, and return the run's.
 
-    In a range run Dagster copies one materialization's metadata onto each of its days, so
-    `dagster/row_count` (the count the UI shows per day) is only set when the run covers one day;
-    a range run records the run's total and a per-day JSON map instead. Per-day events (one
-    observation per asset and day) would say the same at the cost of a write to the instance per
-    day, which is most of a long backfill's time on the default SQLite storage.
+    `dagster/row_count` (the count the UI shows for a partition) is set on each day's event
+    alone, so a range run reports every day as a one-day run would. The returned entries (the
+    run's days and its total rows) are the same for every day of the run.
     """
     days = sorted(per_day)
-    metadata: dict[str, object] = {
+    for day in days:
+        context.add_asset_metadata(
+            {"dagster/row_count": per_day[day]}, asset_key=asset_key, partition_key=str(day)
+        )
+    return {
         "days": MetadataValue.text(f"{days[0]}..{days[-1]} ({len(days)})"),
         "rows_in_run": sum(per_day.values()),
-        "rows_per_day": MetadataValue.json({str(day): per_day[day] for day in days}),
     }
-    if len(days) == 1:
-        metadata["dagster/row_count"] = per_day[days[0]]
-    return metadata
 
 
 def api_used(client: HellotracksClient, before: ClientStats) -> dict[str, float]:

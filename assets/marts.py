@@ -284,7 +284,7 @@ def marts(
         yield MaterializeResult(
             asset_key=mart.name,
             metadata={
-                **row_counts(per_day),
+                **row_counts(context, mart.name, per_day),
                 "dagster/column_schema": built.schema(mart),
                 "default_zone": MetadataValue.text(built.default_zone),
                 "members_on_default_zone": built.members_on_default_zone,

@@ -181,7 +181,7 @@ def track_points(context: AssetExecutionContext, warehouse: WarehouseResource) -
     context.log.info(f"track_points: {total} points for {len(days)} day(s)")
     return MaterializeResult(
         metadata={
-            **row_counts(loaded),
+            **row_counts(context, TABLE, loaded),
             "quarantined": len(quarantine),
             **{name: round(value, 3) for name, value in seconds.items()},
         }
