@@ -277,15 +277,21 @@ def marts(
             f"marts: {built.members_on_default_zone} member(s) have no time zone DuckDB knows; "
             f"their windows are read in {built.default_zone}"
         )
+    counts = ", ".join(f"{name} {sum(rows.values())}" for name, rows in built.rows.items())
+    context.log.info(f"marts: rebuilt {len(days)} day(s) {days[0]}..{days[-1]}: {counts} rows")
     for mart in MARTS:
-        per_day = built.rows[mart.name]
-        total = sum(per_day.values())
-        context.log.info(f"{mart.name}: {total} rows for {len(days)} day(s) {days[0]}..{days[-1]}")
+        # The columns are known only once the SQL has run. Copied onto every day of a range
+        # they cost about as much as the rest of the build; the UI reads them from the latest
+        # materialization, which is the run's last day.
+        context.add_asset_metadata(
+            {"dagster/column_schema": built.schema(mart)},
+            asset_key=mart.name,
+            partition_key=str(days[-1]),
+        )
         yield MaterializeResult(
             asset_key=mart.name,
             metadata={
-                **row_counts(context, mart.name, per_day),
-                "dagster/column_schema": built.schema(mart),
+                **row_counts(context, mart.name, built.rows[mart.name]),
                 "default_zone": MetadataValue.text(built.default_zone),
                 "members_on_default_zone": built.members_on_default_zone,
                 "sql": MetadataValue.path(str(mart.path)),
