@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import random
 import threading
 import time
@@ -36,6 +35,7 @@ from resources.hellotracks_errors import (
     HellotracksRequestError,
     HellotracksUnavailableError,
 )
+from resources.request_stream import Queued, RequestStream
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -106,6 +106,19 @@ _FAILURES_REPORTED = 3
 _UNPAGED_EXTRA: dict[str, dict[str, Any]] = {"getplaces": {"max": 1_000_000}}
 
 
+_COUNTERS = (
+    "requests",
+    "retries",
+    "throttled",
+    "server_errors",
+    "timeouts",
+    "bytes_received",
+    "wait_seconds",
+    "http_seconds",
+    "parse_seconds",
+)
+
+
 @dataclass
 class ClientStats:
     """Counters for everything one client did, shared by all threads using it.
@@ -145,36 +158,28 @@ class ClientStats:
         """A consistent copy, safe to read while the client keeps working."""
         with self._lock:
             return ClientStats(
-                requests=self.requests,
-                retries=self.retries,
-                throttled=self.throttled,
-                server_errors=self.server_errors,
-                timeouts=self.timeouts,
-                bytes_received=self.bytes_received,
-                wait_seconds=self.wait_seconds,
-                http_seconds=self.http_seconds,
-                parse_seconds=self.parse_seconds,
-                by_action=dict(self.by_action),
+                **{name: getattr(self, name) for name in _COUNTERS}, by_action=dict(self.by_action)
             )
 
     def since(self, earlier: ClientStats) -> ClientStats:
         """What happened between `earlier` (a snapshot) and now, e.g. during one asset step."""
-        now = self.snapshot()
+        return self.snapshot() - earlier
+
+    def __add__(self, other: ClientStats) -> ClientStats:
+        return self._combine(other, 1)
+
+    def __sub__(self, other: ClientStats) -> ClientStats:
+        return self._combine(other, -1)
+
+    def _combine(self, other: ClientStats, sign: int) -> ClientStats:
+        mine, theirs = self.snapshot(), other.snapshot()
+        actions = {
+            action: mine.by_action.get(action, 0) + sign * theirs.by_action.get(action, 0)
+            for action in mine.by_action.keys() | theirs.by_action.keys()
+        }
         return ClientStats(
-            requests=now.requests - earlier.requests,
-            retries=now.retries - earlier.retries,
-            throttled=now.throttled - earlier.throttled,
-            server_errors=now.server_errors - earlier.server_errors,
-            timeouts=now.timeouts - earlier.timeouts,
-            bytes_received=now.bytes_received - earlier.bytes_received,
-            wait_seconds=now.wait_seconds - earlier.wait_seconds,
-            http_seconds=now.http_seconds - earlier.http_seconds,
-            parse_seconds=now.parse_seconds - earlier.parse_seconds,
-            by_action={
-                action: count - earlier.by_action.get(action, 0)
-                for action, count in now.by_action.items()
-                if count != earlier.by_action.get(action, 0)
-            },
+            **{name: getattr(mine, name) + sign * getattr(theirs, name) for name in _COUNTERS},
+            by_action={action: count for action, count in actions.items() if count},
         )
 
     def as_metadata(self) -> dict[str, int | float]:
@@ -417,7 +422,7 @@ class HellotracksClient:
 
     def getjobs(self, day: int) -> Iterator[list[dict[str, Any]]]:
         """Pages of the jobs of one `day` (YYYYMMDD) for all workers, asked for in id order."""
-        return self._ahead(self._listing_pages("getjobs", {"day": day, "worker": "*"}))
+        return self._ahead(self._job_pages(day))
 
     def gettracks(
         self, from_ms: int, until_ms: int, uids: Sequence[str]
@@ -428,10 +433,7 @@ class HellotracksClient:
         chunks. No uids means no request and no pages. A legacy answer keyed by account is
         flattened; an entry in it without `owner_uid` gets the key it was listed under.
         """
-        wanted = list(uids)
-        if isinstance(uids, str) or not all(isinstance(uid, str) for uid in wanted):
-            raise TypeError("uids must be a sequence of member uid strings")
-        return self._ahead(self._track_pages(from_ms, until_ms, wanted))
+        return self._ahead(self._track_pages(from_ms, until_ms, _uid_list(uids)))
 
     def getaccounts(self) -> Iterator[list[dict[str, Any]]]:
         """Pages of every member the key may see, asked for in uid order."""
@@ -467,16 +469,15 @@ class HellotracksClient:
         as a JSON envelope and is raised like any other; an HTML page where a file was expected
         is retried as a server fault.
         """
-        data: dict[str, Any] = {"reporttype": reporttype, "format": fmt}
-        if day is not None and from_day is None and until_day is None:
-            data["day"] = day
-        elif day is None and from_day is not None and until_day is not None:
-            data["from"], data["until"] = from_day, until_day
-        else:
-            raise ValueError("give either day, or both from_day and until_day")
-        if accounts is not None:
-            data["accounts"] = list(accounts)
-        report = self._request("createreport", data, file_format=fmt)
+        return self._report(_report_data(reporttype, fmt, day, from_day, until_day, accounts))
+
+    def stream(self, ahead: int = 1) -> HellotracksStream:
+        """The read actions queued on one background thread, `ahead` answers ahead of the reader
+        (see `HellotracksStream`); close it, or use it as a context manager."""
+        return HellotracksStream(self, ahead)
+
+    def _report(self, data: dict[str, Any]) -> bytes:
+        report = self._request("createreport", data, file_format=data["format"])
         assert isinstance(report, bytes)
         return report
 
@@ -487,6 +488,9 @@ class HellotracksClient:
 
     def _listing_pages(self, action: str, base: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         yield from self._pages(self._new_listing(action), base)
+
+    def _job_pages(self, day: int) -> Iterator[list[dict[str, Any]]]:
+        return self._listing_pages("getjobs", {"day": day, "worker": "*"})
 
     def _track_pages(
         self, from_ms: int, until_ms: int, uids: list[str]
@@ -635,53 +639,16 @@ class HellotracksClient:
     def _ahead(self, pages: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
         """Yield `pages`, fetching the next one in a background thread (one page ahead).
 
-        The producer fetches a page only once the consumer has taken the previous one, so at
-        most one page waits. When the consumer stops (exhausted, an error, `break`, `close()`),
-        the producer is told to stop, its sleeps end at once, and it is joined; a request
-        already in flight is allowed to finish (bounded by the timeout).
+        The next page is asked for once the consumer has taken the previous one, so at most one
+        page waits. When the consumer stops (exhausted, an error, `break`, `close()`), the thread
+        is told to stop, its sleeps end at once, and it is joined; a request already in flight
+        is allowed to finish (bounded by the timeout).
         """
         if not self._prefetch:
             yield from pages
             return
-        handoff: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        wanted = threading.Semaphore(0)
-        cancel = threading.Event()
-
-        def produce() -> None:
-            self._local.cancel = cancel
-            try:
-                while True:
-                    wanted.acquire()
-                    if cancel.is_set():
-                        return
-                    page = next(pages, None)
-                    if page is None:
-                        handoff.put(("done", None))
-                        return
-                    handoff.put(("page", page))
-            except _Cancelled:
-                return
-            except BaseException as exc:  # handed to the consumer, which re-raises it
-                handoff.put(("error", exc))
-            finally:
-                pages.close()
-
-        worker = threading.Thread(target=produce, name="hellotracks-prefetch", daemon=True)
-        worker.start()
-        wanted.release()
-        try:
-            while True:
-                kind, value = handoff.get()
-                if kind == "done":
-                    return
-                if kind == "error":
-                    raise value
-                wanted.release()
-                yield value
-        finally:
-            cancel.set()
-            wanted.release()
-            worker.join()
+        with self.stream(ahead=1) as stream:
+            yield from stream.add(pages)
 
     # --- one logical request --------------------------------------------------------------------
 
@@ -898,6 +865,10 @@ class HellotracksClient:
         ceiling = min(self._backoff_max, self._backoff_base * math.pow(2, min(retry, 60)))
         return self._random.uniform(0, ceiling)
 
+    def _use_cancel(self, cancel: threading.Event) -> None:
+        """Let this thread's sleeps end early once `cancel` is set (a stream closing)."""
+        self._local.cancel = cancel
+
     def _sleep(self, seconds: float) -> float:
         """Sleep and count it; in a prefetch thread, stop early when the consumer has gone."""
         if seconds <= 0:
@@ -913,6 +884,91 @@ class HellotracksClient:
     def _scrub(self, text: str) -> str:
         """`text` with the API key blanked out, for anything that ends up in a message."""
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+class HellotracksStream(RequestStream):
+    """A client's read actions queued on one `RequestStream`.
+
+    Each action returns at once a `Queued` listing (pages, or for `getcompany` and
+    `createreport` the one answer); one background thread fetches the queued listings in order,
+    pacing and retries as the client does them, at most `ahead` answers ahead of the reader. A
+    listing's `spent` is the client's stats for its requests alone, so each table of a step that
+    reads several can report its own. Read the listings in the order they were queued.
+    """
+
+    def __init__(self, client: HellotracksClient, ahead: int) -> None:
+        super().__init__(
+            ahead=ahead,
+            name="hellotracks-prefetch",
+            prepare=client._use_cancel,
+            cancelled=(_Cancelled,),
+            measure=client.stats.snapshot,
+            nothing=ClientStats(),
+        )
+        self._client = client
+
+    def getjobs(self, day: int) -> Queued[list[dict[str, Any]]]:
+        """`HellotracksClient.getjobs`, queued."""
+        return self.add(self._client._job_pages(day))
+
+    def gettracks(
+        self, from_ms: int, until_ms: int, uids: Sequence[str]
+    ) -> Queued[list[dict[str, Any]]]:
+        """`HellotracksClient.gettracks`, queued."""
+        return self.add(self._client._track_pages(from_ms, until_ms, _uid_list(uids)))
+
+    def getaccounts(self) -> Queued[list[dict[str, Any]]]:
+        """`HellotracksClient.getaccounts`, queued."""
+        return self.add(self._client._listing_pages("getaccounts", {}))
+
+    def getplaces(self) -> Queued[list[dict[str, Any]]]:
+        """`HellotracksClient.getplaces`, queued."""
+        return self.add(self._client._listing_pages("getplaces", {}))
+
+    def getcompany(self) -> Queued[dict[str, Any]]:
+        """`HellotracksClient.getcompany`, queued: the listing's one item is the company."""
+        return self.call(self._client.getcompany)
+
+    def createreport(
+        self,
+        reporttype: str,
+        fmt: str = "csv",
+        *,
+        day: int | None = None,
+        from_day: int | None = None,
+        until_day: int | None = None,
+        accounts: Sequence[str] | None = None,
+    ) -> Queued[bytes]:
+        """`HellotracksClient.createreport`, queued: the listing's one item is the file."""
+        data = _report_data(reporttype, fmt, day, from_day, until_day, accounts)
+        return self.call(lambda: self._client._report(data))
+
+
+def _uid_list(uids: Sequence[str]) -> list[str]:
+    wanted = list(uids)
+    if isinstance(uids, str) or not all(isinstance(uid, str) for uid in wanted):
+        raise TypeError("uids must be a sequence of member uid strings")
+    return wanted
+
+
+def _report_data(
+    reporttype: str,
+    fmt: str,
+    day: int | None,
+    from_day: int | None,
+    until_day: int | None,
+    accounts: Sequence[str] | None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"reporttype": reporttype, "format": fmt}
+    if day is not None and from_day is None and until_day is None:
+        data["day"] = day
+    elif day is None and from_day is not None and until_day is not None:
+        data["from"], data["until"] = from_day, until_day
+    else:
+        raise ValueError("give either day, or both from_day and until_day")
+    if accounts is not None:
+        data["accounts"] = list(accounts)
+    return data
 
 
 def _clean_key(key: str) -> str:
