@@ -69,9 +69,6 @@ _AUTH_STATUSES = {
 }
 # How a row without an id is told apart from others: by all of its content, in a fixed order.
 _CONTENT_KEY = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-# Refusals of the key itself: once one comes, every later request of the client would get the
-# same, so it sends none. A permission refusal (-5, HTTP 403) may concern one action only.
-_KEY_REFUSALS = {-3, -8, -12}
 _AUTH_ADVICE = (
     "check HELLOTRACKS_API_KEY, enable API access in Hellotracks under More -> API & Integrations, "
     "and make sure the account behind the key has permission to read this data"
@@ -686,6 +683,7 @@ class HellotracksClient:
                 assert outcome.payload is not None
                 return outcome.payload
             if outcome.error is not None:
+                # Once the key itself is refused, every later request would be too: none is sent.
                 if _refuses_key(outcome.error):
                     self._refused = outcome.error
                 raise outcome.error
@@ -987,9 +985,7 @@ def _clean_key(key: str) -> str:
 
 
 def _refuses_key(error: HellotracksError) -> bool:
-    return isinstance(error, HellotracksAuthError) and (
-        error.status in _KEY_REFUSALS or error.http_status == 401
-    )
+    return isinstance(error, HellotracksAuthError) and error.refuses_key
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:

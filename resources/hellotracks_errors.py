@@ -26,9 +26,20 @@ class HellotracksError(Exception):
         self.http_status = http_status
 
 
+# Refusals of the key itself, rather than of one request: -3 (authentication failed), -8 (no
+# valid key), -12 (forced logout) and HTTP 401. A permission refusal (-5, HTTP 403) may concern
+# one action only.
+_KEY_REFUSALS = {-3, -8, -12}
+
+
 class HellotracksAuthError(HellotracksError):
     """The key or the account was refused (`-3`, `-5`, `-8`, `-12`, HTTP 401/403). Never retried:
     sending the same key again cannot succeed."""
+
+    @property
+    def refuses_key(self) -> bool:
+        """Whether the key itself was refused, so that every later request would be too."""
+        return self.status in _KEY_REFUSALS or self.http_status == 401
 
 
 class HellotracksRequestError(HellotracksError):

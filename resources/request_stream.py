@@ -9,8 +9,7 @@ files) wait for the reader, whatever the listings' sizes.
 Listings are read in the order they were queued. Reading one gives up the listings queued before
 it that were not read to the end, and closing a listing's iterator gives it up: the thread stops
 fetching it and drops what it held. An error while fetching a listing reaches its reader after
-the items fetched before it; the thread then fetches nothing more, and a later listing's reader
-gets a `StreamStopped` naming that error.
+the items fetched before it; the thread goes on with the next listing.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ T = TypeVar("T")
 
 
 class StreamStopped(RuntimeError):
-    """A listing was read after its stream closed, or after an earlier listing failed."""
+    """A listing was read, or queued, after its stream closed."""
 
 
 class Queued(Generic[T]):
@@ -97,7 +96,6 @@ class RequestStream:
         self._next_to_read = 0
         self._held = 0
         self._closed = False
-        self._failure: BaseException | None = None
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -151,10 +149,6 @@ class RequestStream:
                 self._give_up_locked(earlier)
             self._next_to_read = max(self._next_to_read, listing._index)
             while not listing._items and not listing._done:
-                if self._failure is not None and listing._index >= self._next_to_fetch:
-                    raise StreamStopped(
-                        f"not fetched: an earlier listing failed ({self._failure!r})"
-                    )
                 self._lock.wait()
                 if self._closed:
                     raise StreamStopped("the stream was closed while this listing was read")
@@ -195,7 +189,7 @@ class RequestStream:
                 return
 
     def _fetch(self, listing: Queued[Any]) -> bool:
-        """Fetch one listing into its queue; False when the thread should stop."""
+        """Fetch one listing into its queue; False once the stream is closing."""
         listing.started_at = datetime.now(UTC)
         source = listing._source
         try:
@@ -228,8 +222,7 @@ class RequestStream:
             with self._lock:
                 if not listing._given_up:
                     listing._error = exc
-                self._failure = exc
-            return False
+            return isinstance(exc, Exception)
         finally:
             close = getattr(source, "close", None)
             if close is not None:
