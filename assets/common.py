@@ -1,10 +1,11 @@
-"""The phases every daily asset shares: which days a run covers, and how a day is stored.
+"""The phases every daily dataset shares: which days a run covers, and how a day is stored.
 
-An asset body reads as: work out the days, fetch, normalize, then `store_days` (Parquet per day,
-one DuckDB transaction for the whole run, and the materialization's metadata). A listing that
-can be large goes through `stream_day` instead of being normalized whole: its pages go to the
-day's Parquet file as they come. Keeping these here means the
-datasets differ only in what they fetch.
+The daily tables are synced in one step (`assets.sync`), dataset by dataset. A `Dataset` says
+which tables it leaves, what it asks the API for (`request`, queued on the run's request stream)
+and how it stores the answers (`store`): normalize, then `store_days` (Parquet per day, one
+DuckDB transaction for the whole run, and the materialization's metadata). A listing that can be
+large goes through `stream_day` instead of being normalized whole: its pages go to the day's
+Parquet file as they come. Keeping these here means the datasets differ only in what they fetch.
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSpec,
     AssetExecutionContext,
+    AssetSpec,
     BackfillPolicy,
+    MaterializeResult,
     MetadataValue,
     TableColumn,
     TableSchema,
@@ -34,11 +40,12 @@ from assets.normalize import (
     quarantine_table,
 )
 from pipelines.partitions import daily_partitions
-from resources.hellotracks import ClientStats, HellotracksClient
+from resources.hellotracks import ClientStats, HellotracksStream
+from resources.request_stream import Queued
 from resources.warehouse import WarehouseResource
 
-# Pool shared by every step that calls the API, so parallel runs do not multiply the request
-# rate. Its limit lives in the instance (dagster.yaml) so operators can change it.
+# Pool of the step that calls the API, so parallel runs do not multiply the request rate. Its
+# limit lives in the instance (dagster.yaml) so operators can change it.
 API_POOL = "hellotracks_api"
 
 # What every daily asset declares: day partitions, and one run for a whole range of days.
@@ -57,6 +64,90 @@ _SQL_TYPES = {
 def run_days(context: AssetExecutionContext) -> list[int]:
     """The YYYYMMDD days this run materializes: one, or a whole range in a single-run backfill."""
     return [int(key) for key in context.partition_keys]
+
+
+@dataclass
+class SyncRun:
+    """What the datasets of one sync step share: the run's days, the API and the warehouse.
+
+    `api` is the step's request stream: what a dataset queues there is fetched in order, while
+    the datasets before it are stored. `selected` holds the tables the run materializes and
+    `selected_checks` the checks it runs; a subset run asks only for what they need.
+    """
+
+    context: AssetExecutionContext
+    days: list[int]
+    api: HellotracksStream
+    warehouse: WarehouseResource
+    selected: frozenset[str]
+    selected_checks: frozenset[AssetCheckKey] = field(default_factory=frozenset)
+
+    @classmethod
+    def of(
+        cls, context: AssetExecutionContext, api: HellotracksStream, warehouse: WarehouseResource
+    ) -> SyncRun:
+        return cls(
+            context=context,
+            days=run_days(context),
+            api=api,
+            warehouse=warehouse,
+            selected=frozenset(key.to_user_string() for key in context.selected_asset_keys),
+            selected_checks=frozenset(context.selected_asset_check_keys),
+        )
+
+    @property
+    def timezone(self) -> str:
+        return daily_partitions.timezone
+
+    def wants(self, checks: Checks) -> bool:
+        """Whether the run was asked to run any of `checks`."""
+        return any(spec.key in self.selected_checks for spec in checks.specs)
+
+    def selected_results(self, results: Iterable[AssetCheckResult]) -> list[AssetCheckResult]:
+        """Of `results`, those of the checks the run was asked to run."""
+        return [
+            result
+            for result in results
+            if AssetCheckKey(result.asset_key, result.check_name) in self.selected_checks
+        ]
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Asset checks that query the warehouse, evaluated once the tables they read are stored.
+
+    `evaluate(run)` returns one result per spec. A table of `reads` that the run does not
+    select is taken as the warehouse has it.
+    """
+
+    specs: tuple[AssetCheckSpec, ...]
+    reads: tuple[str, ...]
+    evaluate: Callable[[SyncRun], list[AssetCheckResult]]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One part of the sync step: the tables it leaves, its checks, its requests, its storing.
+
+    `request(run)` queues what the dataset asks the API for on `run.api` and returns it (or
+    anything `store` needs; nothing is asked for what the run does not select). `store(run,
+    requested)` reads it, loads the tables, and returns their materializations. `after` names
+    tables `request` is worked out from: the step stores them before it queues this dataset.
+    """
+
+    specs: tuple[AssetSpec, ...]
+    request: Callable[[SyncRun], Any]
+    store: Callable[[SyncRun, Any], list[MaterializeResult]]
+    checks: tuple[Checks, ...] = ()
+    after: tuple[str, ...] = ()
+
+    @property
+    def tables(self) -> frozenset[str]:
+        return frozenset(spec.key.to_user_string() for spec in self.specs)
+
+    @property
+    def check_specs(self) -> list[AssetCheckSpec]:
+        return [spec for checks in self.checks for spec in checks.specs]
 
 
 def day_window_ms(day: int, timezone: str) -> tuple[int, int]:
@@ -216,19 +307,17 @@ def store_snapshot(
     context: AssetExecutionContext,
     warehouse: WarehouseResource,
     spec: TableSpec,
-    client: HellotracksClient,
-    fetch: Callable[[], Iterable[Sequence[dict[str, Any]]]],
+    listing: Queued[list[dict[str, Any]]],
 ) -> dict[str, object]:
-    """Fetch a listing the API keeps no history of, and store it under every day of the run.
+    """Store a listing the API keeps no history of under every day of the run.
 
-    `fetch` returns the listing's pages. The rows carry `fetched_at`, the moment they were read:
-    a backfill stores today's listing under past days. Returns the materialization metadata.
+    The rows carry `fetched_at`, the moment the listing was asked for: a backfill stores
+    today's listing under past days. Returns the materialization metadata.
     """
-    before = client.stats.snapshot()
-    fetched_at = datetime.now(UTC)
-    pages = list(fetch())
+    pages = list(listing)
+    fetched_at = listing.started_at or datetime.now(UTC)
     per_day = normalize_snapshot(spec, pages, run_days(context), fetched_at)
-    return store_days(context, warehouse, spec, per_day, api=api_used(client, before))
+    return store_days(context, warehouse, spec, per_day, api=api_metadata([listing]))
 
 
 def row_counts(
@@ -251,8 +340,7 @@ def row_counts(
     }
 
 
-def api_used(client: HellotracksClient, before: ClientStats) -> dict[str, float]:
-    """What the client did since `before`, as `api_*` metadata entries."""
-    now = client.stats.snapshot().as_metadata()
-    then = before.as_metadata()
-    return {f"api_{name}": round(value - then.get(name, 0), 3) for name, value in now.items()}
+def api_metadata(listings: Iterable[Queued[Any]]) -> dict[str, float]:
+    """What fetching `listings` cost, as `api_*` metadata entries."""
+    spent = sum((listing.spent for listing in listings), ClientStats())
+    return {f"api_{name}": round(value, 3) for name, value in spent.as_metadata().items()}

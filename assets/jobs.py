@@ -4,15 +4,21 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
-    AssetExecutionContext,
+    AssetSpec,
     MaterializeResult,
-    asset,
 )
 
-from assets.common import API_POOL, DAILY, api_used, run_days, store_days, stream_day, table_asset
+from assets.common import (
+    Checks,
+    Dataset,
+    SyncRun,
+    api_metadata,
+    store_days,
+    stream_day,
+    table_asset,
+)
 from assets.normalize import TableSpec, col
-from resources.hellotracks import HellotracksResource
-from resources.warehouse import WarehouseResource
+from resources.request_stream import Queued
 
 _TIMESTAMPS = {
     "ts_created": "tsCreated",
@@ -117,54 +123,66 @@ WHERE day IN (SELECT unnest(?)) AND (job_id IS NULL OR job_id = '' OR ts_created
 """
 
 
-@asset(
-    **DAILY,
-    **table_asset(JOBS.schema()),
-    pool=API_POOL,
-    check_specs=[
-        AssetCheckSpec("job_ids_unique", asset="jobs", blocking=True),
-        AssetCheckSpec("job_required_fields", asset="jobs"),
-        AssetCheckSpec("job_timestamps_in_order", asset="jobs"),
-    ],
-)
-def jobs(
-    context: AssetExecutionContext,
-    hellotracks: HellotracksResource,
-    warehouse: WarehouseResource,
-) -> MaterializeResult:
-    """Every job of each day, for all workers and unassigned, one row per job id."""
-    days = run_days(context)
-    client = hellotracks.get_client()
-    before = client.stats.snapshot()
-
-    per_day = {day: stream_day(warehouse, JOBS, day, client.getjobs(day)) for day in days}
-
-    metadata = store_days(context, warehouse, JOBS, per_day, api=api_used(client, before))
-
-    return MaterializeResult(metadata=metadata, check_results=_checks(warehouse, days))
+def _request(run: SyncRun) -> dict[int, Queued[list[dict]]]:
+    return {day: run.api.getjobs(day) for day in run.days}
 
 
-def _checks(warehouse: WarehouseResource, days: list[int]) -> list[AssetCheckResult]:
-    with warehouse.connect(read_only=True) as con:
+def _store(run: SyncRun, listings: dict[int, Queued[list[dict]]]) -> list[MaterializeResult]:
+    per_day = {day: stream_day(run.warehouse, JOBS, day, pages) for day, pages in listings.items()}
+    api = api_metadata(listings.values())
+    metadata = store_days(run.context, run.warehouse, JOBS, per_day, api=api)
+    return [MaterializeResult(asset_key="jobs", metadata=metadata)]
+
+
+def _checks(run: SyncRun) -> list[AssetCheckResult]:
+    with run.warehouse.connect(read_only=True) as con:
         duplicates, missing, disorder = (
-            con.execute(sql, [days]).fetchone()[0]
+            con.execute(sql, [run.days]).fetchone()[0]
             for sql in (_DUPLICATE_IDS, _MISSING_REQUIRED, _ORDER_VIOLATIONS)
         )
     return [
         AssetCheckResult(
+            asset_key="jobs",
             check_name="job_ids_unique",
             passed=duplicates == 0,
             metadata={"duplicate_ids": duplicates},
         ),
         AssetCheckResult(
+            asset_key="jobs",
             check_name="job_required_fields",
             passed=missing == 0,
             metadata={"rows_missing_id_or_created": missing},
         ),
         AssetCheckResult(
+            asset_key="jobs",
             check_name="job_timestamps_in_order",
             passed=disorder == 0,
             severity=AssetCheckSeverity.WARN,
             metadata={"rows_out_of_order": disorder},
         ),
     ]
+
+
+DATASET = Dataset(
+    specs=(
+        AssetSpec(
+            "jobs",
+            description="Every job of each day, for all workers and unassigned, one row per job "
+            "id.",
+            **table_asset(JOBS.schema()),
+        ),
+    ),
+    checks=(
+        Checks(
+            specs=(
+                AssetCheckSpec("job_ids_unique", asset="jobs", blocking=True),
+                AssetCheckSpec("job_required_fields", asset="jobs"),
+                AssetCheckSpec("job_timestamps_in_order", asset="jobs"),
+            ),
+            reads=("jobs",),
+            evaluate=_checks,
+        ),
+    ),
+    request=_request,
+    store=_store,
+)

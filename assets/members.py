@@ -1,11 +1,10 @@
 """`members`: the roster of the account, as `getaccounts` answers it when the day is synced."""
 
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetSpec, MaterializeResult
 
-from assets.common import API_POOL, DAILY, store_snapshot, table_asset
+from assets.common import Dataset, SyncRun, store_snapshot, table_asset
 from assets.normalize import TableSpec, col
-from resources.hellotracks import HellotracksResource
-from resources.warehouse import WarehouseResource
+from resources.request_stream import Queued
 
 MEMBERS = TableSpec(
     name="members",
@@ -71,22 +70,24 @@ MEMBERS = TableSpec(
 )
 
 
-@asset(
-    **DAILY,
-    **table_asset(MEMBERS.schema()),
-    pool=API_POOL,
-)
-def members(
-    context: AssetExecutionContext,
-    hellotracks: HellotracksResource,
-    warehouse: WarehouseResource,
-) -> MaterializeResult:
-    """The member roster as fetched when each day is synced, with `fetched_at`.
+def _store(run: SyncRun, listing: Queued[list[dict]]) -> list[MaterializeResult]:
+    metadata = store_snapshot(run.context, run.warehouse, MEMBERS, listing)
+    return [MaterializeResult(asset_key="members", metadata=metadata)]
 
-    The API has no history of the roster, so a backfill stores today's roster under every day it
-    covers; `fetched_at` says when it was read. Members who left are absent from later snapshots
-    but keep their rows in earlier ones.
-    """
-    client = hellotracks.get_client()
-    metadata = store_snapshot(context, warehouse, MEMBERS, client, client.getaccounts)
-    return MaterializeResult(metadata=metadata)
+
+DATASET = Dataset(
+    specs=(
+        AssetSpec(
+            "members",
+            description=(
+                "The member roster as fetched when each day is synced, with `fetched_at`. The "
+                "API has no history of the roster, so a backfill stores today's roster under "
+                "every day it covers; members who left are absent from later snapshots but keep "
+                "their rows in earlier ones."
+            ),
+            **table_asset(MEMBERS.schema()),
+        ),
+    ),
+    request=lambda run: run.api.getaccounts(),
+    store=_store,
+)

@@ -274,7 +274,7 @@ def _assemble(
         return table
     for index in sorted(rejected):
         quarantine.append(
-            quarantine_row(spec, day, key_values[index], rejected[index], record(index))
+            quarantine_row(spec.name, day, key_values[index], rejected[index], record(index))
         )
     return table.filter(pa.array([i not in rejected for i in range(n)]))
 
@@ -372,23 +372,25 @@ def _dedupe_carefully(
     source = spec.key_column.source
     for record in records:
         if not isinstance(record, dict):
-            quarantine.append(quarantine_row(spec, day, None, "record is not an object", record))
+            quarantine.append(
+                quarantine_row(spec.name, day, None, "record is not an object", record)
+            )
             continue
         key = _lookup(record, source)
         if key is None or key == "":
-            quarantine.append(quarantine_row(spec, day, None, f"missing {source[0]}", record))
+            quarantine.append(quarantine_row(spec.name, day, None, f"missing {source[0]}", record))
         elif str(key) in seen:
-            quarantine.append(quarantine_row(spec, day, key, f"duplicate {source[0]}", record))
+            quarantine.append(quarantine_row(spec.name, day, key, f"duplicate {source[0]}", record))
         else:
             seen.add(str(key))
             kept.append(record)
     return kept, quarantine
 
 
-def quarantine_row(spec: TableSpec, day: int, key: Any, reason: str, record: Any) -> dict:
-    """A row of the `quarantine` table: what could not be stored as typed, and why."""
+def quarantine_row(table: str, day: int, key: Any, reason: str, record: Any) -> dict:
+    """A row of the `quarantine` table: what `table` could not store as typed, and why."""
     return {
-        "table_name": spec.name,
+        "table_name": table,
         "day": day,
         "record_id": None if key is None else str(key),
         "reason": reason,

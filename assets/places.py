@@ -5,25 +5,21 @@ from datetime import UTC, datetime
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
-    AssetExecutionContext,
     AssetSpec,
     MaterializeResult,
-    asset,
-    multi_asset,
 )
 
 from assets.common import (
-    API_POOL,
-    DAILY,
-    api_used,
-    run_days,
+    Checks,
+    Dataset,
+    SyncRun,
+    api_metadata,
     store_days,
     store_snapshot,
     table_asset,
 )
 from assets.normalize import TableSpec, col, normalize_snapshot
-from resources.hellotracks import HellotracksResource
-from resources.warehouse import WarehouseResource
+from resources.request_stream import Queued
 
 PLACES = TableSpec(
     name="places",
@@ -83,76 +79,90 @@ TEAMS = TableSpec(
 )
 
 
-@asset(
-    **DAILY,
-    **table_asset(PLACES.schema()),
-    pool=API_POOL,
+def _store_places(run: SyncRun, listing: Queued[list[dict]]) -> list[MaterializeResult]:
+    metadata = store_snapshot(run.context, run.warehouse, PLACES, listing)
+    return [MaterializeResult(asset_key="places", metadata=metadata)]
+
+
+PLACES_DATASET = Dataset(
+    specs=(
+        AssetSpec(
+            "places",
+            description="Customer sites and depots as fetched when each day is synced, with "
+            "`fetched_at`.",
+            **table_asset(PLACES.schema()),
+        ),
+    ),
+    request=lambda run: run.api.getplaces(),
+    store=_store_places,
 )
-def places(
-    context: AssetExecutionContext,
-    hellotracks: HellotracksResource,
-    warehouse: WarehouseResource,
-) -> MaterializeResult:
-    """Customer sites and depots as fetched when each day is synced, with `fetched_at`."""
-    client = hellotracks.get_client()
-    return MaterializeResult(
-        metadata=store_snapshot(context, warehouse, PLACES, client, client.getplaces)
-    )
 
 
-@multi_asset(
-    specs=[
-        AssetSpec("company", **table_asset(COMPANY.schema())),
-        AssetSpec("teams", **table_asset(TEAMS.schema())),
-    ],
-    check_specs=[AssetCheckSpec("timezone_matches_partitions", asset="company")],
-    **DAILY,
-    pool=API_POOL,
-)
-def company_and_teams(
-    context: AssetExecutionContext,
-    hellotracks: HellotracksResource,
-    warehouse: WarehouseResource,
-):
-    """The company record and its teams (`teams_config`), from one `getcompany` call.
-
-    Also checks that the company's time zone is the one the day partitions are cut in: if they
-    differ, every day would be cut at the wrong midnight.
-    """
-    days = run_days(context)
-    client = hellotracks.get_client()
-    before = client.stats.snapshot()
-
-    fetched_at = datetime.now(UTC)
-    record = client.getcompany()
-    teams_config = record.get("teams_config") or []
-
-    companies = normalize_snapshot(COMPANY, [[record]], days, fetched_at)
-    teams = normalize_snapshot(TEAMS, [teams_config], days, fetched_at)
-    api = api_used(client, before)
-    yield MaterializeResult(
-        asset_key="company",
-        metadata=store_days(context, warehouse, COMPANY, companies, api=api),
-    )
-    yield MaterializeResult(
-        asset_key="teams",
-        metadata=store_days(context, warehouse, TEAMS, teams),
-    )
-    yield _timezone_check(context, record.get("timezone"))
+def _store_company(run: SyncRun, answer: Queued[dict]) -> list[MaterializeResult]:
+    """The company record and its teams (`teams_config`), from one `getcompany` call."""
+    record = answer.one()
+    fetched_at = answer.started_at or datetime.now(UTC)
+    results = []
+    if "company" in run.selected:
+        companies = normalize_snapshot(COMPANY, [[record]], run.days, fetched_at)
+        api = api_metadata([answer])
+        metadata = store_days(run.context, run.warehouse, COMPANY, companies, api=api)
+        results.append(MaterializeResult(asset_key="company", metadata=metadata))
+    if "teams" in run.selected:
+        teams = normalize_snapshot(TEAMS, [record.get("teams_config") or []], run.days, fetched_at)
+        metadata = store_days(run.context, run.warehouse, TEAMS, teams)
+        results.append(MaterializeResult(asset_key="teams", metadata=metadata))
+    return results
 
 
-def _timezone_check(context: AssetExecutionContext, company_zone: object) -> AssetCheckResult:
-    configured = context.assets_def.partitions_def.timezone
+# The zone of the run's latest company snapshot; a run that did not select `company` reads the
+# snapshot the warehouse holds for its days.
+_COMPANY_ZONE = """
+SELECT timezone FROM company WHERE day IN (SELECT unnest(?))
+ORDER BY fetched_at DESC NULLS LAST LIMIT 1
+"""
+
+
+def _timezone_check(run: SyncRun) -> list[AssetCheckResult]:
+    """Whether the company's time zone is the one the day partitions are cut in: if they differ,
+    every day is cut at the wrong midnight."""
+    with run.warehouse.connect(read_only=True) as con:
+        found = con.execute(_COMPANY_ZONE, [run.days]).fetchone()
+    company_zone = found[0] if found else None
+    configured = run.timezone
     matches = company_zone in (None, "", configured)
     if not matches:
-        context.log.error(
+        run.context.log.error(
             f"The company's time zone is {company_zone} but days are cut in {configured}: "
             f"set HELLOTRACKS_TIMEZONE={company_zone} and re-sync, or every day's jobs and "
             "tracks are split at the wrong midnight."
         )
-    return AssetCheckResult(
-        asset_key="company",
-        check_name="timezone_matches_partitions",
-        passed=matches,
-        metadata={"company_timezone": str(company_zone), "partitions_timezone": configured},
-    )
+    return [
+        AssetCheckResult(
+            asset_key="company",
+            check_name="timezone_matches_partitions",
+            passed=matches,
+            metadata={"company_timezone": str(company_zone), "partitions_timezone": configured},
+        )
+    ]
+
+
+COMPANY_DATASET = Dataset(
+    specs=(
+        AssetSpec("company", description="The company record.", **table_asset(COMPANY.schema())),
+        AssetSpec(
+            "teams",
+            description="Each team of the company's `teams_config`.",
+            **table_asset(TEAMS.schema()),
+        ),
+    ),
+    checks=(
+        Checks(
+            specs=(AssetCheckSpec("timezone_matches_partitions", asset="company"),),
+            reads=("company",),
+            evaluate=_timezone_check,
+        ),
+    ),
+    request=lambda run: run.api.getcompany(),
+    store=_store_company,
+)

@@ -12,7 +12,7 @@ since the public docs list none) are read by name; a column the spec does not kn
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,13 +21,11 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
-    AssetExecutionContext,
-    AssetsDefinition,
+    AssetSpec,
     MaterializeResult,
-    asset,
 )
 
-from assets.common import API_POOL, DAILY, api_used, run_days, store_days, table_asset
+from assets.common import Checks, Dataset, SyncRun, api_metadata, store_days, table_asset
 from assets.normalize import (
     Normalized,
     TableSpec,
@@ -37,8 +35,7 @@ from assets.normalize import (
     normalize_text_table,
     quarantine_row,
 )
-from resources.hellotracks import HellotracksResource
-from resources.warehouse import WarehouseResource
+from resources.request_stream import Queued
 
 REPORT_JOBS = TableSpec(
     name="report_jobs",
@@ -218,57 +215,49 @@ def read_report_rows(spec: TableSpec, content: bytes, days: list[int]) -> dict[i
     result = {day: merge(spec, parts.get(day, [])) for day in days}
     for record in stray:
         reason = "report row for a day outside the requested range"
-        result[days[0]].quarantine.append(quarantine_row(spec, days[0], None, reason, record))
+        result[days[0]].quarantine.append(quarantine_row(spec.name, days[0], None, reason, record))
     return result
 
 
-def _report_asset(
-    reporttype: str,
-    spec: TableSpec,
-    deps: list[str],
-    checks: Callable[[WarehouseResource, list[int]], list[AssetCheckResult]],
-    check_names: list[str],
-) -> AssetsDefinition:
-    @asset(
-        name=spec.name,
-        **DAILY,
-        **table_asset(spec.schema()),
-        pool=API_POOL,
-        deps=deps,
-        check_specs=[AssetCheckSpec(name, asset=spec.name) for name in check_names],
-        description=f"The `{reporttype}` report of `createreport`, one row per its own line.",
-    )
-    def report(
-        context: AssetExecutionContext,
-        hellotracks: HellotracksResource,
-        warehouse: WarehouseResource,
-    ) -> MaterializeResult:
-        days = run_days(context)
-        client = hellotracks.get_client()
-        before = client.stats.snapshot()
-
+def _report_dataset(reporttype: str, spec: TableSpec, *checks: Checks) -> Dataset:
+    def request(run: SyncRun) -> Queued[bytes]:
         # One request for the whole range. No `accounts` filter: the sandbox then reports on
         # everyone, unassigned jobs included. An account whose server insists on `accounts`
-        # answers -11, which fails this step loudly; passing the known member uids would
+        # answers -11, which fails the sync loudly; passing the known member uids would
         # remove that, at the cost of losing unassigned jobs from the jobs report.
-        content = client.createreport(reporttype, "csv", from_day=days[0], until_day=days[-1])
-        per_day = parse_report_csv(spec, content, days)
+        return run.api.createreport(reporttype, "csv", from_day=run.days[0], until_day=run.days[-1])
 
-        metadata = store_days(context, warehouse, spec, per_day, api=api_used(client, before))
-        return MaterializeResult(metadata=metadata, check_results=checks(warehouse, days))
+    def store(run: SyncRun, report: Queued[bytes]) -> list[MaterializeResult]:
+        per_day = parse_report_csv(spec, report.one(), run.days)
+        api = api_metadata([report])
+        metadata = store_days(run.context, run.warehouse, spec, per_day, api=api)
+        return [MaterializeResult(asset_key=spec.name, metadata=metadata)]
 
-    return report
+    return Dataset(
+        specs=(
+            AssetSpec(
+                spec.name,
+                description=f"The `{reporttype}` report of `createreport`, one row per its own "
+                "line.",
+                **table_asset(spec.schema()),
+            ),
+        ),
+        checks=checks,
+        request=request,
+        store=store,
+    )
 
 
-def _count(warehouse: WarehouseResource, sql: str, days: list[int]) -> int:
-    with warehouse.connect(read_only=True) as con:
-        return con.execute(sql, {"days": days}).fetchone()[0]
+def _count(run: SyncRun, sql: str) -> int:
+    with run.warehouse.connect(read_only=True) as con:
+        return con.execute(sql, {"days": run.days}).fetchone()[0]
 
 
-def _jobs_checks(warehouse: WarehouseResource, days: list[int]) -> list[AssetCheckResult]:
-    mismatched = _count(warehouse, _JOBS_COUNT_MISMATCH, days)
+def _jobs_checks(run: SyncRun) -> list[AssetCheckResult]:
+    mismatched = _count(run, _JOBS_COUNT_MISMATCH)
     return [
         AssetCheckResult(
+            asset_key=REPORT_JOBS.name,
             check_name="jobs_report_matches_jobs",
             passed=mismatched == 0,
             severity=AssetCheckSeverity.ERROR,
@@ -277,10 +266,11 @@ def _jobs_checks(warehouse: WarehouseResource, days: list[int]) -> list[AssetChe
     ]
 
 
-def _mileage_checks(warehouse: WarehouseResource, days: list[int]) -> list[AssetCheckResult]:
-    mismatched = _count(warehouse, _MILEAGE_MISMATCH, days)
+def _mileage_checks(run: SyncRun) -> list[AssetCheckResult]:
+    mismatched = _count(run, _MILEAGE_MISMATCH)
     return [
         AssetCheckResult(
+            asset_key=REPORT_MILEAGE.name,
             check_name="mileage_report_matches_tracks",
             passed=mismatched == 0,
             severity=AssetCheckSeverity.ERROR,
@@ -289,12 +279,36 @@ def _mileage_checks(warehouse: WarehouseResource, days: list[int]) -> list[Asset
     ]
 
 
-report_jobs = _report_asset(
-    "jobs", REPORT_JOBS, ["jobs"], _jobs_checks, ["jobs_report_matches_jobs"]
-)
-report_mileage = _report_asset(
-    "mileage", REPORT_MILEAGE, ["tracks"], _mileage_checks, ["mileage_report_matches_tracks"]
-)
-report_timesheet = _report_asset(
-    "timesheet", REPORT_TIMESHEET, ["tracks", "jobs"], lambda _w, _d: [], []
+# The reports come from the API, not from the tables they report on; their checks compare the
+# two, so they read (and wait for) those tables too.
+DATASETS = (
+    _report_dataset(
+        "jobs",
+        REPORT_JOBS,
+        Checks(
+            specs=(
+                AssetCheckSpec(
+                    "jobs_report_matches_jobs", asset=REPORT_JOBS.name, additional_deps=["jobs"]
+                ),
+            ),
+            reads=(REPORT_JOBS.name, "jobs"),
+            evaluate=_jobs_checks,
+        ),
+    ),
+    _report_dataset(
+        "mileage",
+        REPORT_MILEAGE,
+        Checks(
+            specs=(
+                AssetCheckSpec(
+                    "mileage_report_matches_tracks",
+                    asset=REPORT_MILEAGE.name,
+                    additional_deps=["tracks"],
+                ),
+            ),
+            reads=(REPORT_MILEAGE.name, "tracks"),
+            evaluate=_mileage_checks,
+        ),
+    ),
+    _report_dataset("timesheet", REPORT_TIMESHEET),
 )

@@ -1,26 +1,33 @@
 """`track_points`: each track's encoded path decoded to ordered points with estimated times.
 
-A busy day holds millions of points, so decoding is vectorized with numpy over all of a day's
-paths at once instead of looping over characters in Python.
+A busy day holds millions of points, so decoding is vectorized with numpy over many paths at once
+instead of looping over characters in Python. The points are decoded from the tracks as their
+pages arrive (`DayPoints`, used by the tracks dataset), or, in a run that syncs `track_points`
+without `tracks`, from the tracks' Parquet files already in the warehouse.
 """
+
+from __future__ import annotations
 
 import re
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, MaterializeResult
+from pyarrow.parquet import ParquetWriter
 
-from assets.common import DAILY, row_counts, run_days, table_asset
+from assets.common import ROW_GROUP_ROWS, row_counts
 from assets.normalize import quarantine_row, quarantine_table
-from assets.tracks import TRACKS
 from resources.warehouse import WarehouseResource
 
 TABLE = "track_points"
+# The table the points are decoded from.
+TRACKS_TABLE = "tracks"
 
 SCHEMA = pa.schema(
     [
@@ -106,8 +113,7 @@ def points_table(tracks: pa.Table, day: int) -> tuple[pa.Table, list[dict]]:
     bad: list[dict] = []
     for index in np.flatnonzero(~valid):
         record = {"id": int(ids[index]), "path_encoded": paths[index]}
-        row = quarantine_row(TRACKS, day, ids[index], "path_encoded is not a polyline", record)
-        bad.append(row | {"table_name": TABLE})
+        bad.append(quarantine_row(TABLE, day, ids[index], "path_encoded is not a polyline", record))
     track_of_point = np.repeat(np.arange(len(paths)), counts)
     first_of_track = np.cumsum(counts) - counts
     seq = np.arange(lat.size) - np.repeat(first_of_track, counts)
@@ -159,20 +165,67 @@ def _interpolate_times(lat, lng, counts, seq, start, end) -> np.ndarray:
     return np.where(np.isfinite(times), np.round(times), np.nan)
 
 
-@asset(
-    **DAILY,
-    **table_asset(SCHEMA),
-    deps=["tracks"],
-)
-def track_points(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-    """Decoded GPS points of every track of the day, from the day's `tracks` Parquet file."""
-    days = run_days(context)
+class DayPoints:
+    """The points of tracks as they are stored, written to each day's `track_points` file.
 
-    quarantine: list[dict] = []
-    seconds: Counter[str] = Counter()
-    for day in days:
-        quarantine.extend(write_points(warehouse, day, seconds))
+    `add` decodes a part of a day's tracks; a day's points go to its file a row group at a time,
+    so memory holds at most about `ROW_GROUP_ROWS` points per day. Leaving the `with` block
+    without an error puts every day's file in place (an empty one for a day without points);
+    an error leaves the earlier files as they were. A writer per day with points stays open
+    until then: a run over more days than the process may open files would fail, which a
+    backfill split into shorter runs (`BackfillPolicy.multi_run`) avoids.
+    """
 
+    def __init__(self, warehouse: WarehouseResource, days: Sequence[int]) -> None:
+        self.warehouse = warehouse
+        self.days = list(days)
+        self.quarantine: list[dict] = []
+        self.seconds: Counter[str] = Counter()
+        self._files = ExitStack()
+        self._writers: dict[int, ParquetWriter] = {}
+        self._pending: dict[int, list[pa.Table]] = defaultdict(list)
+        self._rows: Counter[int] = Counter()
+
+    def __enter__(self) -> DayPoints:
+        self._files.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> bool | None:
+        if exc_info[0] is None:
+            for day in self.days:
+                self._flush(day)
+        return self._files.__exit__(*exc_info)
+
+    def add(self, day: int, tracks: pa.Table) -> None:
+        started = time.perf_counter()
+        points, rejected = points_table(tracks, day)
+        self.seconds["decode_seconds"] += time.perf_counter() - started
+        self.quarantine.extend(rejected)
+        self._pending[day].append(points)
+        self._rows[day] += points.num_rows
+        if self._rows[day] >= ROW_GROUP_ROWS:
+            self._flush(day)
+
+    def _flush(self, day: int) -> None:
+        if day not in self._writers:
+            writer = self.warehouse.day_writer(TABLE, day, SCHEMA)
+            self._writers[day] = self._files.enter_context(writer)
+        pending = self._pending.pop(day, [])
+        started = time.perf_counter()
+        if pending:
+            self._writers[day].write_table(pa.concat_tables(pending))
+        self._rows[day] = 0
+        self.seconds["parquet_seconds"] += time.perf_counter() - started
+
+
+def store_points(
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    days: list[int],
+    quarantine: list[dict],
+    seconds: Counter[str],
+) -> MaterializeResult:
+    """Load the days' `track_points` files into DuckDB, with the tracks that did not decode."""
     started = time.perf_counter()
     loaded = warehouse.load_days(TABLE, days, quarantine_table(quarantine))
     seconds["duckdb_seconds"] += time.perf_counter() - started
@@ -180,21 +233,23 @@ def track_points(context: AssetExecutionContext, warehouse: WarehouseResource) -
     total = sum(loaded.values())
     context.log.info(f"track_points: {total} points for {len(days)} day(s)")
     return MaterializeResult(
+        asset_key=TABLE,
         metadata={
             **row_counts(context, TABLE, loaded),
             "quarantined": len(quarantine),
             **{name: round(value, 3) for name, value in seconds.items()},
-        }
+        },
     )
 
 
 def write_points(warehouse: WarehouseResource, day: int, seconds: Counter[str]) -> list[dict]:
-    """Decode one day's tracks into its `track_points` Parquet file, a batch of tracks at a time.
+    """Decode one day's tracks file into its `track_points` Parquet file, a batch of tracks at
+    a time.
 
     Returns the quarantine rows of tracks whose path does not decode; adds the time spent to
     `seconds` (`decode_seconds`, `parquet_seconds`).
     """
-    tracks = pq.ParquetFile(warehouse.parquet_path(TRACKS.name, day))
+    tracks = pq.ParquetFile(warehouse.parquet_path(TRACKS_TABLE, day))
     bad: list[dict] = []
     with warehouse.day_writer(TABLE, day, SCHEMA) as writer:
         for batch in tracks.iter_batches(batch_size=_TRACKS_PER_BATCH, columns=_TRACK_COLUMNS):

@@ -1,31 +1,35 @@
-"""`tracks`: every GPS track entry (one driving segment) that starts in the day."""
+"""`tracks`: every GPS track entry (one driving segment) that starts in the day, and its points.
+
+One dataset leaves both tables: `track_points` decodes each track's path as the tracks come, so
+a paced sync decodes them while it waits for the next page.
+"""
+
+from __future__ import annotations
 
 import bisect
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from contextlib import nullcontext
 from itertools import repeat
 
 import numpy as np
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    MaterializeResult,
-    asset,
-)
+from dagster import AssetCheckResult, AssetCheckSpec, AssetSpec, MaterializeResult
 
 from assets.common import (
-    API_POOL,
-    DAILY,
-    api_used,
+    Checks,
+    Dataset,
+    SyncRun,
+    api_metadata,
     day_window_ms,
     days_window_ms,
-    run_days,
     store_days,
     table_asset,
 )
 from assets.normalize import Normalized, TableSpec, col, merge, normalize, quarantine_row
-from resources.hellotracks import HellotracksResource
+from assets.track_points import SCHEMA as POINTS_SCHEMA
+from assets.track_points import TABLE as POINTS
+from assets.track_points import DayPoints, store_points, write_points
+from resources.request_stream import Queued
 from resources.warehouse import WarehouseResource
 
 TRACKS = TableSpec(
@@ -65,46 +69,55 @@ WHERE table_name = 'members' AND record_id IS NOT NULL AND record_id <> ''
 """
 
 
-@asset(
-    **DAILY,
-    **table_asset(TRACKS.schema()),
-    pool=API_POOL,
-    deps=["members", "jobs"],
-    check_specs=[AssetCheckSpec("track_ids_unique", asset="tracks", blocking=True)],
-)
-def tracks(
-    context: AssetExecutionContext,
-    hellotracks: HellotracksResource,
-    warehouse: WarehouseResource,
-) -> MaterializeResult:
-    """Track entries of every member the warehouse knows, split by the local day they start.
+def _request(run: SyncRun) -> tuple[list[str], Queued[list[dict]] | None] | None:
+    """The tracks of every member the warehouse knows, for the run's whole window at once.
 
     Members come from every roster snapshot loaded so far and from the days' job assignees, not
-    only today's roster: members who left still have history. A range run asks for the whole
-    window at once and splits it by day, which takes fewer requests than one run per day.
+    only today's roster: members who left still have history. One window for a range takes
+    fewer requests than one per day. None when the run syncs `track_points` alone.
     """
-    days = run_days(context)
-    timezone = context.assets_def.partitions_def.timezone
-    uids = known_members(warehouse, days)
-    client = hellotracks.get_client()
-    before = client.stats.snapshot()
-    context.log.info(f"tracks: asking for {len(uids)} member(s) over {len(days)} day(s)")
+    if "tracks" not in run.selected:
+        return None
+    uids = known_members(run.warehouse, run.days)
+    run.context.log.info(f"tracks: asking for {len(uids)} member(s) over {len(run.days)} day(s)")
+    from_ms, until_ms = days_window_ms(run.days, run.timezone)
+    return uids, run.api.gettracks(from_ms, until_ms, uids) if uids else None
 
-    from_ms, until_ms = days_window_ms(days, timezone)
-    splitter = _DaySplitter(days, timezone)
-    for page in client.gettracks(from_ms, until_ms, uids) if uids else ():
-        splitter.add(page)
+
+def _store(
+    run: SyncRun, requested: tuple[list[str], Queued[list[dict]] | None] | None
+) -> list[MaterializeResult]:
+    if requested is None:
+        return [_points_from_files(run)]
+    uids, listing = requested
+    with_points = POINTS in run.selected
+    with DayPoints(run.warehouse, run.days) if with_points else nullcontext() as points:
+        splitter = _DaySplitter(run.days, run.timezone, points)
+        for page in listing or ():
+            splitter.add(page)
     if splitter.outside:
-        context.log.warning(
+        run.context.log.warning(
             f"tracks: {splitter.outside} entries start outside the asked window; they belong to "
             "other days and are stored when those days are synced"
         )
 
-    metadata = store_days(
-        context, warehouse, TRACKS, splitter.result(), api=api_used(client, before)
-    )
+    api = api_metadata([listing] if listing is not None else [])
+    metadata = store_days(run.context, run.warehouse, TRACKS, splitter.result(), api=api)
     metadata["members_asked"] = len(uids)
-    return MaterializeResult(metadata=metadata, check_results=[_unique_check(warehouse, days)])
+    results = [MaterializeResult(asset_key="tracks", metadata=metadata)]
+    if points is not None:
+        results.append(
+            store_points(run.context, run.warehouse, run.days, points.quarantine, points.seconds)
+        )
+    return results
+
+
+def _points_from_files(run: SyncRun) -> MaterializeResult:
+    quarantine: list[dict] = []
+    seconds: Counter[str] = Counter()
+    for day in run.days:
+        quarantine.extend(write_points(run.warehouse, day, seconds))
+    return store_points(run.context, run.warehouse, run.days, quarantine, seconds)
 
 
 def known_members(warehouse: WarehouseResource, days: Sequence[int]) -> list[str]:
@@ -117,9 +130,11 @@ def known_members(warehouse: WarehouseResource, days: Sequence[int]) -> list[str
 
 
 class _DaySplitter:
-    """Buckets track entries by the local day of their `start_ts`, normalizing as pages arrive."""
+    """Buckets track entries by the local day of their `start_ts`, normalizing as pages arrive,
+    and hands each day's part to `points` (when given) to decode."""
 
-    def __init__(self, days: Sequence[int], timezone: str) -> None:
+    def __init__(self, days: Sequence[int], timezone: str, points: DayPoints | None = None) -> None:
+        self.points = points
         self.days = sorted(days)
         windows = [day_window_ms(day, timezone) for day in self.days]
         self.starts = [start for start, _ in windows]
@@ -143,7 +158,10 @@ class _DaySplitter:
         placed = self._place_at_once(page)
         buckets, unplaced = placed if placed is not None else self._place_one_by_one(page)
         for day, entries in buckets.items():
-            self.parts[day].append(normalize(TRACKS, entries, day, seen=self.seen))
+            part = normalize(TRACKS, entries, day, seen=self.seen)
+            self.parts[day].append(part)
+            if self.points is not None and part.table.num_rows:
+                self.points.add(day, part.table)
         if unplaced:
             # No readable start time means no day to file it under: keep it in the quarantine of
             # the first day of the run rather than lose it.
@@ -152,7 +170,7 @@ class _DaySplitter:
             for entry in unplaced:
                 key = entry.get("id") if isinstance(entry, dict) else None
                 reason = "start_ts missing or not a number: the entry has no day"
-                part.quarantine.append(quarantine_row(TRACKS, first, key, reason, entry))
+                part.quarantine.append(quarantine_row(TRACKS.name, first, key, reason, entry))
             self.parts[first].append(part)
 
     def _place_one_by_one(self, page: Sequence[dict]) -> tuple[dict[int, list[dict]], list[dict]]:
@@ -197,13 +215,47 @@ class _DaySplitter:
         return {day: merge(TRACKS, self.parts.get(day, [])) for day in self.days}
 
 
-def _unique_check(warehouse: WarehouseResource, days: list[int]) -> AssetCheckResult:
-    with warehouse.connect(read_only=True) as con:
+def _unique_check(run: SyncRun) -> list[AssetCheckResult]:
+    with run.warehouse.connect(read_only=True) as con:
         duplicates = con.execute(
             "SELECT count(*) FROM (SELECT track_id FROM tracks WHERE day IN (SELECT unnest(?)) "
             "GROUP BY track_id HAVING count(*) > 1)",
-            [days],
+            [run.days],
         ).fetchone()[0]
-    return AssetCheckResult(
-        check_name="track_ids_unique", passed=duplicates == 0, metadata={"duplicates": duplicates}
-    )
+    return [
+        AssetCheckResult(
+            asset_key="tracks",
+            check_name="track_ids_unique",
+            passed=duplicates == 0,
+            metadata={"duplicates": duplicates},
+        )
+    ]
+
+
+DATASET = Dataset(
+    specs=(
+        AssetSpec(
+            "tracks",
+            deps=["members", "jobs"],
+            description="Track entries of every member the warehouse knows, split by the local "
+            "day they start.",
+            **table_asset(TRACKS.schema()),
+        ),
+        AssetSpec(
+            POINTS,
+            deps=["tracks"],
+            description="Decoded GPS points of every track of the day.",
+            **table_asset(POINTS_SCHEMA),
+        ),
+    ),
+    checks=(
+        Checks(
+            specs=(AssetCheckSpec("track_ids_unique", asset="tracks", blocking=True),),
+            reads=("tracks",),
+            evaluate=_unique_check,
+        ),
+    ),
+    request=_request,
+    store=_store,
+    after=("members", "jobs"),
+)

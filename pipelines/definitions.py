@@ -5,13 +5,8 @@ from __future__ import annotations
 from dagster import Definitions, EnvVar, load_assets_from_modules
 
 import assets.chart
-import assets.jobs
 import assets.marts
-import assets.members
-import assets.places
-import assets.reports
-import assets.track_points
-import assets.tracks
+import assets.sync
 from pipelines.jobs import hellotracks_sync
 from pipelines.schedules import daily_sync_schedule
 from pipelines.sensors import intraday_refresh_sensor
@@ -19,22 +14,14 @@ from pipelines.settings import load_settings
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
 
-_DATASETS = [
-    assets.jobs,
-    assets.members,
-    assets.places,
-    assets.tracks,
-    assets.track_points,
-    assets.reports,
-    assets.marts,
-    assets.chart,
-]
+# The daily tables (one step), the marts built on them, and the chart drawn from the marts.
+_ASSET_MODULES = [assets.sync, assets.marts, assets.chart]
 
 
 def build_definitions() -> Definitions:
     settings = load_settings()
     return Definitions(
-        assets=load_assets_from_modules(_DATASETS),
+        assets=load_assets_from_modules(_ASSET_MODULES),
         jobs=[hellotracks_sync],
         schedules=[daily_sync_schedule],
         sensors=[intraday_refresh_sensor],

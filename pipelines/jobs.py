@@ -6,9 +6,10 @@ from dagster import AssetSelection, define_asset_job, in_process_executor
 
 SYNC_JOB_NAME = "hellotracks_sync"
 
-# One process per run: every step shares one API client, so the request pace holds across the
-# whole run, and DuckDB writes happen one after the other. A deployment that wants steps in
-# separate pods sets another executor (k8s_job_executor, celery) in its run config.
+# One process per run: the marts and the chart follow the sync step without starting another
+# process, and DuckDB writes happen one after the other. Every API request is made by the one sync
+# step and its client, so another executor (k8s_job_executor, celery) set in the run config puts
+# the steps in separate pods without changing the request pace.
 hellotracks_sync = define_asset_job(
     SYNC_JOB_NAME,
     selection=AssetSelection.all(),

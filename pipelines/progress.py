@@ -14,17 +14,16 @@ from rich.table import Table
 if TYPE_CHECKING:
     from dagster._utils.error import SerializableErrorInfo
 
-_STEP_END = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
 _POOL_BLOCKED = "Step blocked by limit for pool"
 _NOT_EXECUTED = "Dependencies for step"
 
 
 class RunProgress:
-    """Follows one run's event log: steps finished, rows loaded, API requests, failures.
+    """Follows one run's event log: tables materialized, rows loaded, API requests, failures.
 
     Warnings the steps log, and a wait for the API pool, are printed as one line each when they
-    come, progress bar or not; a failed step is summed up in one line at the end. Tracebacks stay
-    in the run's event log, for the UI.
+    come, progress bar or not; each failure is summed up in one line at the end (a failed sync
+    step names the tables that failed). Tracebacks stay in the run's event log, for the UI.
     """
 
     def __init__(
@@ -35,8 +34,8 @@ class RunProgress:
         self.days = days
         self.console = Console(stderr=True)
         self.cursor: str | None = None
-        self.steps_done = 0
-        self.steps_total = 0
+        self.planned: set[str] = set()
+        self.materialized: set[str] = set()
         self.rows: dict[str, int] = {}
         # In a range run each day gets a copy of the same metadata: keep one value per asset.
         # Requests come from materializations, so a failed step's are not counted; its own
@@ -48,7 +47,7 @@ class RunProgress:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.completed}/{task.total} tables"),
             TextColumn("{task.fields[rows]:,} rows"),
             TextColumn("{task.fields[requests]:,} requests"),
             TimeElapsedColumn(),
@@ -76,8 +75,8 @@ class RunProgress:
             self._consume(record.event_log_entry)
         self.progress.update(
             self.task,
-            total=self.steps_total or None,
-            completed=self.steps_done,
+            total=len(self.planned) or None,
+            completed=len(self.materialized & self.planned),
             rows=sum(self.rows.values()),
             requests=sum(self.requests.values()),
         )
@@ -92,14 +91,11 @@ class RunProgress:
                 self._say("yellow", "warning", f"{entry.step_key or 'run'}: {entry.user_message}")
             return
         kind = event.event_type
-        if kind == DagsterEventType.RUN_START:
-            self.steps_total = self._count_steps()
-        elif kind in _STEP_END:
-            self.steps_done += 1
-            if kind == DagsterEventType.STEP_FAILURE:
-                error = event.step_failure_data.error
-                message = failure_message(error) if error else "unknown error"
-                self.failures.append(f"{event.step_key}: {message}")
+        if kind == DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
+            self.planned.add(event.asset_key.to_user_string())
+        elif kind == DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error
+            self.failures.extend(failure_lines(event.step_key, error))
         elif kind == DagsterEventType.ENGINE_EVENT and not self.waiting:
             if (event.message or "").startswith(_POOL_BLOCKED):
                 self.waiting = True
@@ -113,21 +109,11 @@ class RunProgress:
             materialization = event.step_materialization_data.materialization
             metadata = materialization.metadata
             name = materialization.asset_key.to_user_string()
+            self.materialized.add(name)
             if "rows_in_run" in metadata:
                 self.rows[name] = int(metadata["rows_in_run"].value)
             if "api_requests" in metadata:
                 self.requests[name] = int(metadata["api_requests"].value)
-
-    def _count_steps(self) -> int:
-        run = self.instance.get_run_by_id(self.run_id)
-        if run is None:
-            return 0
-        if run.step_keys_to_execute:
-            return len(run.step_keys_to_execute)
-        if run.execution_plan_snapshot_id:
-            plan = self.instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-            return len(plan.step_keys_to_execute or plan.steps)
-        return 0
 
     def print_summary(self, first: int, last: int) -> None:
         if self.rows:
@@ -149,12 +135,33 @@ class RunProgress:
         self.console.print(f"[{colour}]{label}[/{colour}] {escape(text)}", soft_wrap=True)
 
 
+def failure_lines(step: str | None, error: SerializableErrorInfo | None) -> list[str]:
+    """What a failed step's summary says: `step: message`, or for a sync step whose datasets
+    failed (`SyncFailed`), one `tables: what happened` line per failure."""
+    if error is None:
+        return [f"{step}: unknown error"]
+    cause = _unwrapped(error)
+    if cause.cls_name == "SyncFailed":
+        lines = _without_class(cause).splitlines()
+        return [" ".join(line.split()) for line in lines if line.strip()]
+    return [f"{step}: {failure_message(error)}"]
+
+
 def failure_message(error: SerializableErrorInfo) -> str:
     """The error a step raised, on one line, without Dagster's wrapper around it."""
+    cause = _unwrapped(error)
+    message = _without_class(cause)
+    named = f"{cause.cls_name}: " if message is not cause.message else ""
+    return named + " ".join(message.split())
+
+
+def _unwrapped(error: SerializableErrorInfo) -> SerializableErrorInfo:
     while error.cls_name.startswith("Dagster") and error.cause is not None:
         error = error.cause
-    text = " ".join(error.message.split())
-    qualified, _, rest = text.partition(": ")
-    if rest and qualified.rsplit(".", 1)[-1] == error.cls_name:
-        text = f"{error.cls_name}: {rest}"
-    return text
+    return error
+
+
+def _without_class(error: SerializableErrorInfo) -> str:
+    """The error's message without the `module.Class: ` that Dagster puts before it."""
+    qualified, _, rest = error.message.strip().partition(": ")
+    return rest if rest and qualified.rsplit(".", 1)[-1] == error.cls_name else error.message

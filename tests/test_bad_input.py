@@ -22,12 +22,9 @@ from dataclasses import dataclass
 
 import pytest
 from click.testing import CliRunner
-from dagster import AssetKey, AssetsDefinition, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, materialize
 
-from assets.jobs import jobs
-from assets.places import company_and_teams
-from assets.reports import report_mileage
-from assets.tracks import tracks
+from assets.sync import hellotracks_tables
 from pipelines.cli import cli
 from pipelines.progress import failure_message
 from resources.hellotracks import HellotracksResource
@@ -383,18 +380,19 @@ def test_the_rest_of_the_day_loads_and_the_counts_are_in_the_metadata(spoiled, s
 @dataclass(frozen=True)
 class Broken:
     action: str  # whose answers are replaced
-    asset: AssetsDefinition  # what the run materializes
+    tables: tuple[str, ...]  # what the run materializes
     rule: Rule
     message: str | None  # a piece of the failure message; None: the run must succeed
     requests: int  # answers of `action` the client asks for, retries included
 
 
 RETRIES = 2
+JOBS, COMPANY, TRACKS, MILEAGE = ("jobs",), ("company", "teams"), ("tracks",), ("report_mileage",)
 BROKEN = {
     # A JSON body cut off mid-record, every time: retried, then given up on.
     "truncated_json": Broken(
         "getjobs",
-        jobs,
+        JOBS,
         canned(b'{"status": 0, "jobs": [{"id": "j1"'),
         "gave up after 3 requests",
         RETRIES + 1,
@@ -402,59 +400,59 @@ BROKEN = {
     # A proxy's HTML error page with HTTP 200, every time.
     "html_page_with_200": Broken(
         "getjobs",
-        jobs,
+        JOBS,
         canned(HTML, content_type="text/html"),
         "not JSON (text/html)",
         RETRIES + 1,
     ),
     # The same page once: retried, and the day loads.
     "html_page_once": Broken(
-        "getjobs", jobs, first_n(1, canned(HTML, content_type="text/html")), None, 3
+        "getjobs", JOBS, first_n(1, canned(HTML, content_type="text/html")), None, 3
     ),
     # An empty body with HTTP 200, every time.
-    "empty_body": Broken("getjobs", jobs, canned(b""), "gave up after 3 requests", RETRIES + 1),
+    "empty_body": Broken("getjobs", JOBS, canned(b""), "gave up after 3 requests", RETRIES + 1),
     # Well-formed JSON without a status: asking again would get the same.
     "json_without_status": Broken(
-        "getjobs", jobs, canned(b'{"jobs": []}'), "without a status field", 1
+        "getjobs", JOBS, canned(b'{"jobs": []}'), "without a status field", 1
     ),
     # Success without the list it promises.
     "success_without_list": Broken(
-        "getjobs", jobs, canned(b'{"status": 0}'), "without a 'jobs' list", 1
+        "getjobs", JOBS, canned(b'{"status": 0}'), "without a 'jobs' list", 1
     ),
     # The list as an object.
     "list_as_an_object": Broken(
-        "getjobs", jobs, canned(b'{"status": 0, "jobs": {"a": 1}}'), "without a 'jobs' list", 1
+        "getjobs", JOBS, canned(b'{"status": 0, "jobs": {"a": 1}}'), "without a 'jobs' list", 1
     ),
     # A data error, with the server's own words.
     "data_error": Broken(
         "getjobs",
-        jobs,
+        JOBS,
         canned(b'{"status": -11, "error": "day is out of range"}'),
         "status -11 (data error) (day is out of range)",
         1,
     ),
     # A status no document lists.
     "unknown_status": Broken(
-        "getjobs", jobs, canned(b'{"status": -42}'), "status -42 (unknown status)", 1
+        "getjobs", JOBS, canned(b'{"status": -42}'), "status -42 (unknown status)", 1
     ),
     # The status as text "0" is still success.
     "status_as_text": Broken(
-        "getjobs", jobs, on_json(lambda envelope, _: envelope.update(status="0")), None, 2
+        "getjobs", JOBS, on_json(lambda envelope, _: envelope.update(status="0")), None, 2
     ),
     # A 404: the base URL points somewhere else.
-    "http_404": Broken("getjobs", jobs, canned(HTML, 404, "text/html"), "unexpected HTTP 404", 1),
+    "http_404": Broken("getjobs", JOBS, canned(HTML, 404, "text/html"), "unexpected HTTP 404", 1),
     # A 401 from a gateway in front of the API.
     "http_401": Broken(
-        "getjobs", jobs, canned(b"", 401, "text/plain"), "HTTP 401: the key was refused", 1
+        "getjobs", JOBS, canned(b"", 401, "text/plain"), "HTTP 401: the key was refused", 1
     ),
     # getcompany without its company object.
     "company_missing": Broken(
-        "getcompany", company_and_teams, canned(b'{"status": 0}'), "without a company object", 1
+        "getcompany", COMPANY, canned(b'{"status": 0}'), "without a company object", 1
     ),
     # Legacy keyed tracks whose values are not lists.
     "tracks_keyed_by_nonsense": Broken(
         "gettracks",
-        tracks,
+        TRACKS,
         canned(b'{"status": 0, "tracks": {"u1": "x"}}'),
         "without a 'tracks' list",
         1,
@@ -462,7 +460,7 @@ BROKEN = {
     # A report file without its `day` column.
     "report_without_day_column": Broken(
         "createreport",
-        report_mileage,
+        MILEAGE,
         canned(b"member_uid,distance_km\nu1,1.5\n", content_type="text/csv"),
         "the report has no `day` column",
         1,
@@ -470,7 +468,7 @@ BROKEN = {
     # A report refused with an error envelope.
     "report_refused": Broken(
         "createreport",
-        report_mileage,
+        MILEAGE,
         canned(b'{"status": -11, "error": "unknown reporttype"}'),
         "refused the request: status -11",
         1,
@@ -478,7 +476,7 @@ BROKEN = {
     # An HTML page where the report file belongs, every time.
     "report_as_html": Broken(
         "createreport",
-        report_mileage,
+        MILEAGE,
         canned(HTML, content_type="text/html"),
         "an HTML page instead of a file",
         RETRIES + 1,
@@ -486,8 +484,8 @@ BROKEN = {
 }
 
 
-def run_asset(target, warehouse, asset: AssetsDefinition):
-    """Materialize `asset` for DAY through `target` (a sandbox or a proxy), errors kept."""
+def run_tables(target, warehouse, tables: tuple[str, ...]):
+    """Materialize `tables` for DAY through `target` (a sandbox or a proxy), errors kept."""
     client = HellotracksResource(
         api_key=target.api_key,
         base_url=target.url,
@@ -497,7 +495,8 @@ def run_asset(target, warehouse, asset: AssetsDefinition):
         max_retries=RETRIES,
     )
     return materialize(
-        [asset],
+        [hellotracks_tables],
+        selection=list(tables),
         partition_key=str(DAY),
         instance=DagsterInstance.ephemeral(),
         resources={"hellotracks": client, "warehouse": WarehouseResource(directory=str(warehouse))},
@@ -521,11 +520,11 @@ def test_each_broken_answer_ends_in_a_clear_message_and_a_known_state(
     case = BROKEN[name]
     warehouse = tmp_path / "warehouse"
     shutil.copytree(spoiled[0], warehouse)
-    tables = [key.to_user_string() for key in case.asset.keys]
+    tables = list(case.tables)
     before = {table: day_state(warehouse, table) for table in tables}
 
     with tampering(sandbox_fleet, {case.action: case.rule}) as proxy:
-        result = run_asset(proxy, warehouse, case.asset)
+        result = run_tables(proxy, warehouse, case.tables)
         asked = len(proxy.requests(case.action))
 
     failures = [

@@ -1,0 +1,108 @@
+"""The sync step: a dataset that fails loses only itself and what is worked out from it.
+
+Each test syncs one day of the sandbox through a proxy that breaks one action's answers, then
+checks what was materialized, what the run's failure says line by line, what the API was asked
+and what the warehouse holds.
+"""
+
+from __future__ import annotations
+
+import pytest
+from dagster import DagsterInstance, materialize
+
+from assets import jobs, members, tracks
+from assets.sync import DATASETS, check_order, hellotracks_tables
+from pipelines.progress import failure_lines
+from resources.hellotracks import HellotracksResource
+from resources.warehouse import WarehouseResource
+from tests.reliability_proxy import canned, tampering
+from tests.reliability_support import expected_keys, loaded_keys
+
+DAY = 20251010
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+EVERY_TABLE = {spec.key.to_user_string() for dataset in DATASETS for spec in dataset.specs}
+REFUSED = b'{"status": -11, "error": "not today"}'
+
+
+def sync_through(proxy, warehouse):
+    """Every table of DAY through `proxy`; the run's result and its failure lines."""
+    client = HellotracksResource(
+        api_key=proxy.api_key,
+        base_url=proxy.url,
+        min_interval_seconds=0.0,
+        backoff_base_seconds=0.01,
+        backoff_max_seconds=0.05,
+        max_retries=1,
+    )
+    result = materialize(
+        [hellotracks_tables],
+        partition_key=str(DAY),
+        instance=DagsterInstance.ephemeral(),
+        resources={"hellotracks": client, "warehouse": WarehouseResource(directory=str(warehouse))},
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+    lines = [
+        line
+        for event in result.all_events
+        if event.is_step_failure
+        for line in failure_lines(event.step_key, event.step_failure_data.error)
+    ]
+    return result, lines
+
+
+def materialized(result) -> set[str]:
+    return {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
+
+
+def test_failed_jobs_lose_the_jobs_and_the_tracks_worked_out_from_them(sandbox, tmp_path):
+    with tampering(sandbox, {"getjobs": canned(REFUSED)}) as proxy:
+        result, lines = sync_through(proxy, tmp_path)
+        asked = proxy.requests()
+
+    assert not result.success
+    assert materialized(result) == EVERY_TABLE - {"jobs", "tracks", "track_points"}
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("jobs: HellotracksRequestError: getjobs:") and "-11" in lines[0]
+    assert lines[1] == "track_points, tracks: not synced: its requests are worked out from jobs"
+    # Tracks are asked for by the day's assignees: without the jobs, nothing was asked.
+    assert "gettracks" not in asked and asked.count("getjobs") == 1
+    # The other tables of the day are in the warehouse, complete; jobs and tracks are not.
+    truth = expected_keys(sandbox.fleet, [DAY])
+    loaded = loaded_keys(tmp_path, [DAY])
+    for table in ("members", "places", "company", "teams", "report_mileage"):
+        assert loaded[table] == truth[table], table
+    assert loaded["jobs"] == {DAY: []} and loaded["tracks"] == {DAY: []}
+
+
+def test_failed_places_do_not_hold_up_the_jobs_or_the_tracks(sandbox, tmp_path):
+    with tampering(sandbox, {"getplaces": canned(REFUSED)}) as proxy:
+        result, lines = sync_through(proxy, tmp_path)
+
+    assert materialized(result) == EVERY_TABLE - {"places"}
+    assert len(lines) == 1 and lines[0].startswith("places: HellotracksRequestError: getplaces:")
+    truth = expected_keys(sandbox.fleet, [DAY])
+    loaded = loaded_keys(tmp_path, [DAY])
+    assert loaded["jobs"] == truth["jobs"] and loaded["tracks"] == truth["tracks"]
+    assert truth["tracks"][DAY], "the day should have tracks for this test to mean anything"
+
+
+def test_a_refused_key_stops_the_sync_at_the_answer_that_refused_it(sandbox, tmp_path):
+    refused = b'{"status": -8, "error": "invalid key"}'
+    with tampering(sandbox, {"getaccounts": canned(refused)}) as proxy:
+        result, lines = sync_through(proxy, tmp_path)
+        asked = proxy.requests()
+
+    # The datasets queued after the members were never asked for: each would be refused too.
+    assert asked == ["getcompany", "getaccounts"]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("hellotracks_tables: HellotracksAuthError: getaccounts: status -8")
+    assert materialized(result) <= {"company", "teams"}
+
+
+def test_the_store_order_is_checked_against_what_each_dataset_is_worked_out_from():
+    check_order([members.DATASET, jobs.DATASET, tracks.DATASET])
+    with pytest.raises(ValueError, match="track_points, tracks must come after .*jobs"):
+        check_order([members.DATASET, tracks.DATASET, jobs.DATASET])
+    # A table no dataset of the list stores is read from the warehouse: no order to keep.
+    check_order([tracks.DATASET])
