@@ -216,8 +216,8 @@ def test_a_missed_target_is_explained_under_the_table() -> None:
     assert "**MISSED**" in text
     # 6 requests at 0.5 s are 3 s of pace; the other 6 s did not overlap it.
     assert "3.0 s of the 9.0 s are the pace" in text and "the other 6.0 s" in text
-    # The run recorded no marts or chart step, so nothing is said about what follows the pace.
-    assert "follow the last answers" not in text
+    # The run recorded no sync, marts or chart step, so nothing is said about them.
+    assert "follow the last answers" not in text and "the sync step took" not in text
 
 
 @pytest.mark.parametrize(
@@ -229,18 +229,21 @@ def test_a_missed_target_is_explained_under_the_table() -> None:
             0.2,
             None,
             "they took 0.2 s, within the 0.3 s the target leaves beyond the pace, so "
-            "it is the other steps' local work",
+            "it is the rest (the sync step beyond its requests",
         ),
         (
             0.25,
             0.15,
-            "they took 0.4 s, more than the 0.3 s the target leaves beyond the pace. "
-            "Overlapping the other steps with the pace would not be enough",
+            "they took 0.4 s, more than the 0.3 s the target leaves beyond the pace: "
+            "however little the sync step did after its last answer",
         ),
     ],
 )
 def test_the_steps_after_the_pace_are_weighed_against_the_margin(marts, chart, said) -> None:
-    steps = {"jobs": {"seconds": 3.0, "peak_rss": 1}, "marts": {"seconds": marts, "peak_rss": 1}}
+    steps = {
+        "hellotracks_tables": {"seconds": 3.1, "peak_rss": 1},
+        "marts": {"seconds": marts, "peak_rss": 1},
+    }
     if chart is not None:
         steps["fleet_chart"] = {"seconds": chart, "peak_rss": 1}
     report = bench.Report(quick=False, started=datetime.now(UTC), machine={})
@@ -252,6 +255,10 @@ def test_the_steps_after_the_pace_are_weighed_against_the_margin(marts, chart, s
     text = "\n".join(bench._targets(report))
     assert said in text
     assert ("marts and fleet_chart read" in text) == (chart is not None)
+    # 3.1 s of sync step for 3 s of pace; what the steps leave of the 4 s run is Dagster's.
+    assert "the sync step took 3.1 s, 0.1 s beyond the pace" in text
+    outside = 4.0 - 3.1 - marts - (chart or 0)
+    assert f"Dagster starting and ending the run, outside its steps: {outside:.1f} s" in text
 
 
 def test_the_pace_is_judged_on_runs_of_gaps() -> None:
