@@ -341,6 +341,13 @@ def row_counts(
 
 
 def api_metadata(listings: Iterable[Queued[Any]]) -> dict[str, float]:
-    """What fetching `listings` cost, as `api_*` metadata entries."""
+    """What fetching `listings` cost, as `api_*` metadata entries.
+
+    `api_awaited_seconds` is how long the step waited for their answers: the part of the
+    fetching that its own work did not hide.
+    """
+    listings = list(listings)
     spent = sum((listing.spent for listing in listings), ClientStats())
-    return {f"api_{name}": round(value, 3) for name, value in spent.as_metadata().items()}
+    metadata = {f"api_{name}": round(value, 3) for name, value in spent.as_metadata().items()}
+    metadata["api_awaited_seconds"] = round(sum(listing.awaited for listing in listings), 3)
+    return metadata

@@ -122,6 +122,7 @@ QUICK_SCENARIOS: dict[str, Scenario] = {
 # Metadata the assets report about where their time went, and the column each one becomes.
 STAGES: tuple[tuple[str, str], ...] = (
     ("api_http_seconds", "API wait"),
+    ("api_awaited_seconds", "step waited"),
     ("api_parse_seconds", "JSON decode"),
     ("api_wait_seconds", "pacing sleep"),
     ("normalize_seconds", "to Arrow"),
@@ -471,10 +472,10 @@ def _targets(report: Report) -> list[str]:
 B_REMEDY = (
     "- B, what is left: the fixed cost is Dagster's own work (starting the run and its steps, "
     "each event a write of some 15 ms to the SQLite instance) and drawing the chart; the rest "
-    "is converting and loading. The request stream's thread fetches and decodes pages while the "
-    "sync step converts and loads, but they share one interpreter, so only one of them runs "
-    "Python at a time. Converting each listing in a process of its own would overlap them; the "
-    "fixed cost would have to shrink below the floor as well."
+    "is converting and loading, which run one after another in the sync step's thread, in an "
+    "interpreter shared with the request stream's decoding. Converting and loading listings in "
+    "processes of their own (or loading one in DuckDB's threads while the next converts) would "
+    "spread them over the cores; the fixed cost would have to shrink below the floor as well."
 )
 D_REMEDY = (
     "- D, what is left: the sync step's requests run back to back at the pace while it stores "
@@ -545,6 +546,14 @@ def _why(report: Report, key: str) -> list[str]:
             f"{result.stages.get('duckdb_seconds', 0):.1f} s, against the floor's "
             f"{result.floor_seconds:.1f} s for fetching and decoding everything."
         ]
+        awaited = result.stages.get("api_awaited_seconds", 0.0)
+        held = (
+            "the request stream fetched ahead of it, so its own converting and loading set "
+            "its pace, not the API"
+            if awaited < result.floor_seconds / 2
+            else "fetching held it up that long"
+        )
+        lines.append(f"- B: the sync step waited {awaited:.1f} s for answers in all: {held}.")
         if fixed is not None:
             alone = fixed.pipeline_seconds / result.floor_seconds
             lines.append(
@@ -650,12 +659,14 @@ def _stages(report: Report) -> list[str]:
     )
     lines += [
         "",
-        "Seconds each stage took by the clock, summed over the run's assets. The client fetches "
-        "the next page in a background thread while the current one is converted, so API wait "
-        "and JSON decode overlap the other stages and the columns need not add up to the run; "
-        "the threads share one interpreter lock, so each stage's seconds include waiting for it. "
-        "What is left of the run is Dagster's own work (steps, events, checks), the marts and "
-        "the chart.",
+        "Seconds each stage took by the clock, summed over the run's assets. The sync step's "
+        "request stream fetches and decodes answers in a background thread while the step "
+        "converts and loads what came before, so API wait and JSON decode overlap the other "
+        "stages and the columns need not add up to the run; the threads share one interpreter "
+        "lock, so each stage's seconds include waiting for it. Step waited is how long the step "
+        "itself waited for answers: as much of the fetching as its own work did not hide. What "
+        "is left of the run is Dagster's own work (steps, events, checks), the marts and the "
+        "chart.",
     ]
     return lines
 

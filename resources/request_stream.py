@@ -15,6 +15,7 @@ the items fetched before it; the thread goes on with the next listing.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -31,7 +32,9 @@ class Queued(Generic[T]):
     """One listing of a `RequestStream`: iterate it once for its items, in order.
 
     `spent` is what fetching it cost, as the stream's `measure` counts (the client's request
-    stats); `started_at` is when the stream began to fetch it (UTC), None until then.
+    stats); `started_at` is when the stream began to fetch it (UTC), None until then; `awaited`
+    is how many seconds its reader spent waiting for its items, which is as much as fetching it
+    held the reader up.
     """
 
     def __init__(self, stream: RequestStream, source: Iterator[T], index: int, spent: Any) -> None:
@@ -44,6 +47,7 @@ class Queued(Generic[T]):
         self._given_up = False
         self.spent = spent
         self.started_at: datetime | None = None
+        self.awaited = 0.0
 
     def __iter__(self) -> Iterator[T]:
         return self
@@ -148,10 +152,13 @@ class RequestStream:
             for earlier in self._listings[self._next_to_read : listing._index]:
                 self._give_up_locked(earlier)
             self._next_to_read = max(self._next_to_read, listing._index)
-            while not listing._items and not listing._done:
-                self._lock.wait()
-                if self._closed:
-                    raise StreamStopped("the stream was closed while this listing was read")
+            if not listing._items and not listing._done:
+                began = time.perf_counter()
+                while not listing._items and not listing._done:
+                    self._lock.wait()
+                    if self._closed:
+                        raise StreamStopped("the stream was closed while this listing was read")
+                listing.awaited += time.perf_counter() - began
             if listing._items:
                 self._held -= 1
                 self._lock.notify_all()

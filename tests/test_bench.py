@@ -278,3 +278,21 @@ def test_a_fixed_cost_above_the_floor_is_named_as_what_rules_b_out(fixed, said) 
     assert "a run costs" in text
     # The floor is 1 s: 2x it leaves 1 s beyond fetching and decoding.
     assert ("no faster converting or loading meets B" in text) == said
+
+
+@pytest.mark.parametrize(
+    ("awaited", "said"),
+    [(0.1, "the request stream fetched ahead of it"), (0.6, "fetching held it up that long")],
+)
+def test_b_says_whether_the_sync_step_waited_for_the_api(awaited, said) -> None:
+    report = bench.Report(quick=False, started=datetime.now(UTC), machine={})
+    report.results.append(
+        measured(
+            bench.FULL_SCENARIOS["B"],
+            pipeline_seconds=3.0,
+            stages={"api_awaited_seconds": awaited},
+        )
+    )
+    text = "\n".join(bench._targets(report))
+    # Against a floor of 1 s: under half of it is the API keeping up, over half is not.
+    assert f"the sync step waited {awaited:.1f} s for answers in all: {said}" in text

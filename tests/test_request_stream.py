@@ -144,6 +144,21 @@ def test_each_listing_reports_what_its_own_fetching_cost() -> None:
     assert three.started_at is not None and three.started_at <= five.started_at
 
 
+def test_each_listing_says_how_long_its_reader_waited_for_it() -> None:
+    def slow(n: int, pause: float) -> Iterator[int]:
+        for item in range(n):
+            time.sleep(pause)
+            yield item
+
+    with RequestStream(ahead=4) as stream:
+        early, late = stream.add(iter([1, 2])), stream.add(slow(3, 0.1))
+        settle()
+        # `early` was fetched before it was read; each item of `late` was waited for.
+        assert (list(early), list(late)) == ([1, 2], [0, 1, 2])
+    assert early.awaited < 0.05
+    assert 0.15 <= late.awaited < 1.0
+
+
 # --- the client's actions on one stream -----------------------------------------------------------
 
 
