@@ -303,21 +303,28 @@ def store_days(
     return metadata
 
 
-def store_snapshot(
-    context: AssetExecutionContext,
-    warehouse: WarehouseResource,
-    spec: TableSpec,
-    listing: Queued[list[dict[str, Any]]],
-) -> dict[str, object]:
-    """Store a listing the API keeps no history of under every day of the run.
+def snapshot_dataset(
+    spec: TableSpec, description: str, request: Callable[[HellotracksStream], Queued[Any]]
+) -> Dataset:
+    """The dataset of a listing the API keeps no history of, stored under every day of the run.
 
-    The rows carry `fetched_at`, the moment the listing was asked for: a backfill stores
-    today's listing under past days. Returns the materialization metadata.
+    `request` queues the listing. The rows carry `fetched_at`, the moment the listing was asked
+    for: a backfill stores today's listing under past days.
     """
-    pages = list(listing)
-    fetched_at = listing.started_at or datetime.now(UTC)
-    per_day = normalize_snapshot(spec, pages, run_days(context), fetched_at)
-    return store_days(context, warehouse, spec, per_day, api=api_metadata([listing]))
+
+    def store(run: SyncRun, listing: Queued[list[dict[str, Any]]]) -> list[MaterializeResult]:
+        pages = list(listing)
+        fetched_at = listing.started_at or datetime.now(UTC)
+        per_day = normalize_snapshot(spec, pages, run.days, fetched_at)
+        api = api_metadata([listing])
+        metadata = store_days(run.context, run.warehouse, spec, per_day, api=api)
+        return [MaterializeResult(asset_key=spec.name, metadata=metadata)]
+
+    return Dataset(
+        specs=(AssetSpec(spec.name, description=description, **table_asset(spec.schema())),),
+        request=lambda run: request(run.api),
+        store=store,
+    )
 
 
 def row_counts(

@@ -1,10 +1,7 @@
 """`members`: the roster of the account, as `getaccounts` answers it when the day is synced."""
 
-from dagster import AssetSpec, MaterializeResult
-
-from assets.common import Dataset, SyncRun, store_snapshot, table_asset
+from assets.common import snapshot_dataset
 from assets.normalize import TableSpec, col
-from resources.request_stream import Queued
 
 MEMBERS = TableSpec(
     name="members",
@@ -70,24 +67,10 @@ MEMBERS = TableSpec(
 )
 
 
-def _store(run: SyncRun, listing: Queued[list[dict]]) -> list[MaterializeResult]:
-    metadata = store_snapshot(run.context, run.warehouse, MEMBERS, listing)
-    return [MaterializeResult(asset_key="members", metadata=metadata)]
-
-
-DATASET = Dataset(
-    specs=(
-        AssetSpec(
-            "members",
-            description=(
-                "The member roster as fetched when each day is synced, with `fetched_at`. The "
-                "API has no history of the roster, so a backfill stores today's roster under "
-                "every day it covers; members who left are absent from later snapshots but keep "
-                "their rows in earlier ones."
-            ),
-            **table_asset(MEMBERS.schema()),
-        ),
-    ),
-    request=lambda run: run.api.getaccounts(),
-    store=_store,
+DATASET = snapshot_dataset(
+    MEMBERS,
+    "The member roster as fetched when each day is synced, with `fetched_at`. The API has no "
+    "history of the roster, so a backfill stores today's roster under every day it covers; "
+    "members who left are absent from later snapshots but keep their rows in earlier ones.",
+    lambda api: api.getaccounts(),
 )

@@ -14,8 +14,8 @@ from assets.common import (
     Dataset,
     SyncRun,
     api_metadata,
+    snapshot_dataset,
     store_days,
-    store_snapshot,
     table_asset,
 )
 from assets.normalize import TableSpec, col, normalize_snapshot
@@ -79,22 +79,10 @@ TEAMS = TableSpec(
 )
 
 
-def _store_places(run: SyncRun, listing: Queued[list[dict]]) -> list[MaterializeResult]:
-    metadata = store_snapshot(run.context, run.warehouse, PLACES, listing)
-    return [MaterializeResult(asset_key="places", metadata=metadata)]
-
-
-PLACES_DATASET = Dataset(
-    specs=(
-        AssetSpec(
-            "places",
-            description="Customer sites and depots as fetched when each day is synced, with "
-            "`fetched_at`.",
-            **table_asset(PLACES.schema()),
-        ),
-    ),
-    request=lambda run: run.api.getplaces(),
-    store=_store_places,
+PLACES_DATASET = snapshot_dataset(
+    PLACES,
+    "Customer sites and depots as fetched when each day is synced, with `fetched_at`.",
+    lambda api: api.getplaces(),
 )
 
 
