@@ -4,7 +4,7 @@ Three tables of cases:
 - records the server spoils inside otherwise good answers: each ends in the `quarantine` table
   with its reason (or loads, when it can be typed without loss), counted in the metadata, while
   the rest of the day loads;
-- answers the server spoils as a whole: the step fails with a message that says what came back,
+- answers the server spoils as a whole: the dataset fails with a message that says what came back,
   after as many requests as the answer deserves, and the day stays as it was loaded before;
 - mistakes of the user at the command line: one clear line, no traceback, nothing changed.
 

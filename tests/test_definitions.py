@@ -44,14 +44,24 @@ def test_every_table_is_a_daily_asset_with_a_single_run_backfill_policy():
         assert node.backfill_policy == BackfillPolicy.single_run(), name
 
 
-def test_api_steps_share_one_pool():
+def test_one_step_in_the_api_pool_syncs_every_table_and_no_other_step_is_in_it():
     graph = defs.resolve_asset_graph()
-    pools = {
-        key.to_user_string(): graph.get(key).pools
-        for key in graph.get_all_asset_keys()
-        if key.to_user_string() in DAILY_TABLES - {"track_points"}
+    steps: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.assets_def_for_key(key).node_def.name
+        steps.setdefault(node, set()).add(key.to_user_string())
+    pooled = {
+        node for node, tables in steps.items() if _pools(graph, tables) == {"hellotracks_api"}
     }
-    assert all(p == {"hellotracks_api"} for p in pools.values()), pools
+    # Every request of a run goes through that step's one client, whatever the executor.
+    assert pooled == {"hellotracks_tables"} and steps["hellotracks_tables"] == DAILY_TABLES
+    others = set(steps) - pooled
+    assert others and all(not _pools(graph, steps[node]) for node in others), steps
+
+
+def _pools(graph, tables: set[str]) -> set[str]:
+    keys = [k for k in graph.get_all_asset_keys() if k.to_user_string() in tables]
+    return set().union(*(graph.get(key).pools or set() for key in keys))
 
 
 def test_dagster_definitions_validate_passes(tmp_path):

@@ -88,5 +88,5 @@ def test_the_retries_are_on_the_record(hostile_sync):
         metadata = event.materialization.metadata
         if "api_retries" in metadata:
             retried += metadata["api_retries"].value
-    # Each materialization reports the retries of its own step; some step met some fault.
+    # Each materialization reports the retries of its own requests; some of them met a fault.
     assert retried > 0
