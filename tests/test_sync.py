@@ -16,7 +16,12 @@ from pipelines.progress import failure_lines
 from resources.hellotracks import HellotracksResource
 from resources.warehouse import WarehouseResource
 from tests.reliability_proxy import canned, tampering
-from tests.reliability_support import expected_keys, loaded_keys
+from tests.reliability_support import (
+    expected_keys,
+    expected_points,
+    loaded_keys,
+    loaded_points,
+)
 
 DAY = 20251010
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -24,8 +29,9 @@ EVERY_TABLE = {spec.key.to_user_string() for dataset in DATASETS for spec in dat
 REFUSED = b'{"status": -11, "error": "not today"}'
 
 
-def sync_through(proxy, warehouse):
-    """Every table of DAY through `proxy`; the run's result and its failure lines."""
+def sync_through(proxy, warehouse, tables: list[str] | None = None):
+    """`tables` (every table by default) of DAY through `proxy`; the run's result and its
+    failure lines."""
     client = HellotracksResource(
         api_key=proxy.api_key,
         base_url=proxy.url,
@@ -36,6 +42,7 @@ def sync_through(proxy, warehouse):
     )
     result = materialize(
         [hellotracks_tables],
+        selection=tables,
         partition_key=str(DAY),
         instance=DagsterInstance.ephemeral(),
         resources={"hellotracks": client, "warehouse": WarehouseResource(directory=str(warehouse))},
@@ -106,3 +113,49 @@ def test_the_store_order_is_checked_against_what_each_dataset_is_worked_out_from
         check_order([members.DATASET, tracks.DATASET, jobs.DATASET])
     # A table no dataset of the list stores is read from the warehouse: no order to keep.
     check_order([tracks.DATASET])
+
+
+def checked(result) -> set[str]:
+    return {
+        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:"
+        f"{e.asset_check_evaluation_data.check_name}"
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def test_a_subset_run_asks_only_for_what_its_tables_need(sandbox, tmp_path):
+    with tampering(sandbox, {}) as proxy:
+        full, _ = sync_through(proxy, tmp_path)
+        before = len(proxy.requests())
+        jobs_only, _ = sync_through(proxy, tmp_path, ["jobs"])
+        asked_for_jobs = proxy.requests()[before:]
+        before = len(proxy.requests())
+        tracks_only, _ = sync_through(proxy, tmp_path, ["tracks"])
+        asked_for_tracks = proxy.requests()[before:]
+
+    assert full.success and jobs_only.success and tracks_only.success
+    assert set(asked_for_jobs) == {"getjobs"} and materialized(jobs_only) == {"jobs"}
+    # The jobs' own checks ran; none of another table's.
+    assert checked(jobs_only) == {
+        "jobs:job_ids_unique",
+        "jobs:job_required_fields",
+        "jobs:job_timestamps_in_order",
+    }
+    # Tracks are asked for by the members and assignees the warehouse already holds.
+    assert set(asked_for_tracks) == {"gettracks"} and materialized(tracks_only) == {"tracks"}
+    truth = expected_keys(sandbox.fleet, [DAY])
+    assert loaded_keys(tmp_path, [DAY])["tracks"] == truth["tracks"]
+
+
+def test_track_points_alone_are_decoded_from_the_tracks_in_the_warehouse(sandbox, tmp_path):
+    with tampering(sandbox, {}) as proxy:
+        sync_through(proxy, tmp_path, ["members", "jobs", "tracks"])
+        before = len(proxy.requests())
+        result, lines = sync_through(proxy, tmp_path, ["track_points"])
+        asked = proxy.requests()[before:]
+
+    assert result.success, lines
+    assert asked == [] and materialized(result) == {"track_points"}
+    points = expected_points(sandbox.fleet, [DAY])
+    assert points[DAY] > 0 and loaded_points(tmp_path, [DAY]) == points
