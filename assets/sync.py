@@ -96,6 +96,11 @@ def sync(
 
     A table of `after` or of a check's `reads` that the run does not select is taken as the
     warehouse has it. Raises `SyncFailed` at the end when a dataset failed.
+
+    A dataset of two tables (company and teams, tracks and their points) that fails after
+    loading the first is reported failed as a whole, although the first table's days hold what
+    this sync fetched; the next sync of those days replaces both either way. Returning the
+    materializations of what each `store` loaded before it failed would remove that.
     """
     waiting = deque(datasets)
     queued: deque[tuple[Dataset, Any]] = deque()
