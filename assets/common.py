@@ -131,13 +131,15 @@ class Dataset:
 
     `request(run)` queues what the dataset asks the API for on `run.api` and returns it (or
     anything `store` needs; nothing is asked for what the run does not select). `store(run,
-    requested)` reads it, loads the tables, and returns their materializations. `after` names
-    tables `request` is worked out from: the step stores them before it queues this dataset.
+    requested)` reads it, loads the tables, and returns their materializations; a dataset of
+    several tables yields each one's as soon as it is loaded, so that a failure in a later one
+    does not hide what the earlier ones loaded. `after` names tables `request` is worked out
+    from: the step stores them before it queues this dataset.
     """
 
     specs: tuple[AssetSpec, ...]
     request: Callable[[SyncRun], Any]
-    store: Callable[[SyncRun, Any], list[MaterializeResult]]
+    store: Callable[[SyncRun, Any], Iterable[MaterializeResult]]
     checks: tuple[Checks, ...] = ()
     after: tuple[str, ...] = ()
 

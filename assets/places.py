@@ -1,5 +1,6 @@
 """`places`, `company` and `teams`: the day's snapshot of sites and of the company's teams."""
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from dagster import (
@@ -86,21 +87,20 @@ PLACES_DATASET = snapshot_dataset(
 )
 
 
-def _store_company(run: SyncRun, answer: Queued[dict]) -> list[MaterializeResult]:
-    """The company record and its teams (`teams_config`), from one `getcompany` call."""
+def _store_company(run: SyncRun, answer: Queued[dict]) -> Iterator[MaterializeResult]:
+    """The company record and its teams (`teams_config`), from one `getcompany` call; each
+    table's materialization as soon as it is loaded."""
     record = answer.one()
     fetched_at = answer.started_at or datetime.now(UTC)
-    results = []
     if "company" in run.selected:
         companies = normalize_snapshot(COMPANY, [[record]], run.days, fetched_at)
         api = api_metadata([answer])
         metadata = store_days(run.context, run.warehouse, COMPANY, companies, api=api)
-        results.append(MaterializeResult(asset_key="company", metadata=metadata))
+        yield MaterializeResult(asset_key="company", metadata=metadata)
     if "teams" in run.selected:
         teams = normalize_snapshot(TEAMS, [record.get("teams_config") or []], run.days, fetched_at)
         metadata = store_days(run.context, run.warehouse, TEAMS, teams)
-        results.append(MaterializeResult(asset_key="teams", metadata=metadata))
-    return results
+        yield MaterializeResult(asset_key="teams", metadata=metadata)
 
 
 # The zone of the run's latest company snapshot; a run that did not select `company` reads the

@@ -17,7 +17,8 @@ failure. A refused key stops the step at once, since every later request would b
 """
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
+from functools import partial
 from typing import Any
 
 from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult, multi_asset
@@ -98,9 +99,8 @@ def sync(
     warehouse has it. Raises `SyncFailed` at the end when a dataset failed.
 
     A dataset of two tables (company and teams, tracks and their points) that fails after
-    loading the first is reported failed as a whole, although the first table's days hold what
-    this sync fetched; the next sync of those days replaces both either way. Returning the
-    materializations of what each `store` loaded before it failed would remove that.
+    loading the first keeps the first one's materialization; only the tables it did not load
+    are reported failed.
     """
     waiting = deque(datasets)
     queued: deque[tuple[Dataset, Any]] = deque()
@@ -113,20 +113,31 @@ def sync(
     def ready(tables: Sequence[str]) -> bool:
         return all(table in stored or table not in run.selected for table in tables)
 
-    def fail(dataset: Dataset, why: str, error: Exception | None = None) -> None:
+    def fail(
+        dataset: Dataset, why: str, error: Exception | None = None, loaded: Set[str] = frozenset()
+    ) -> None:
         nonlocal first_error
-        failed.update(dataset.tables)
-        failures.append(f"{', '.join(sorted(dataset.tables & run.selected))}: {why}")
+        lost = dataset.tables - loaded or dataset.tables
+        failed.update(lost)
+        failures.append(f"{', '.join(sorted(lost & run.selected))}: {why}")
         first_error = first_error or error
 
-    def attempt(dataset: Dataset, work: Callable[..., Any], *args: Any) -> Any:
+    def attempt(dataset: Dataset, work: Callable[[], Any], done: Sequence[Any] = ()) -> Any:
+        """`work()`, or None when it failed; `done` holds the materializations it made."""
         try:
-            return work(*args)
+            return work()
         except Exception as exc:
             if isinstance(exc, HellotracksAuthError) and exc.refuses_key:
                 raise
-            fail(dataset, f"{type(exc).__name__}: {exc}", exc)
+            loaded = {result.asset_key.to_user_string() for result in done}
+            fail(dataset, f"{type(exc).__name__}: {exc}", exc, loaded)
             return None
+
+    def store(dataset: Dataset, requested: Any) -> list[MaterializeResult]:
+        """What `dataset.store` materialized, up to a failure if one came."""
+        done: list[MaterializeResult] = []
+        attempt(dataset, lambda: done.extend(dataset.store(run, requested)), done)
+        return done
 
     def queue_ready() -> None:
         while waiting and ready([t for t in waiting[0].after if t not in failed]):
@@ -135,16 +146,15 @@ def sync(
             if lost:
                 fail(dataset, f"not synced: its requests are worked out from {', '.join(lost)}")
                 continue
-            requested = attempt(dataset, dataset.request, run)
+            requested = attempt(dataset, partial(dataset.request, run))
             if dataset.tables.isdisjoint(failed):
                 queued.append((dataset, requested))
 
     queue_ready()
     while queued:
         dataset, requested = queued.popleft()
-        materialized = attempt(dataset, dataset.store, run, requested) or []
-        if dataset.tables.isdisjoint(failed):
-            stored.update(dataset.tables)
+        materialized = store(dataset, requested)
+        stored.update(dataset.tables - failed)
         # Before the results go out: writing their events takes a while, which the next
         # requests need not wait for.
         queue_ready()

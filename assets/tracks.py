@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from itertools import repeat
 
@@ -86,9 +86,11 @@ def _request(run: SyncRun) -> tuple[list[str], Queued[list[dict]] | None] | None
 
 def _store(
     run: SyncRun, requested: tuple[list[str], Queued[list[dict]] | None] | None
-) -> list[MaterializeResult]:
+) -> Iterator[MaterializeResult]:
+    """The tracks, then their points, each table's materialization as soon as it is loaded."""
     if requested is None:
-        return [_points_from_files(run)]
+        yield _points_from_files(run)
+        return
     uids, listing = requested
     with_points = POINTS in run.selected
     with DayPoints(run.warehouse, run.days) if with_points else nullcontext() as points:
@@ -104,12 +106,9 @@ def _store(
     api = api_metadata([listing] if listing is not None else [])
     metadata = store_days(run.context, run.warehouse, TRACKS, splitter.result(), api=api)
     metadata["members_asked"] = len(uids)
-    results = [MaterializeResult(asset_key="tracks", metadata=metadata)]
+    yield MaterializeResult(asset_key="tracks", metadata=metadata)
     if points is not None:
-        results.append(
-            store_points(run.context, run.warehouse, run.days, points.quarantine, points.seconds)
-        )
-    return results
+        yield store_points(run.context, run.warehouse, run.days, points.quarantine, points.seconds)
 
 
 def _points_from_files(run: SyncRun) -> MaterializeResult:
