@@ -72,8 +72,8 @@ class RequestStream:
 
     `prepare` runs first in the thread with the stream's cancel event (so the sources' sleeps can
     end early when the stream closes); a source that raises one of `cancelled` has seen it and
-    stopped. `measure` returns a running total (with `+` and `-`) of what fetching costs; each
-    listing's `spent` is its share, starting from `measure`'s zero, `nothing`.
+    stopped. `measure` returns a running total (with `-`) of what fetching costs; each listing's
+    `spent` is the difference over its fetching, set once it is done (`nothing` until then).
     """
 
     def __init__(
@@ -199,6 +199,9 @@ class RequestStream:
         """Fetch one listing into its queue; False once the stream is closing."""
         listing.started_at = datetime.now(UTC)
         source = listing._source
+        # Only this thread fetches, one listing at a time: what `measure` counts from here to the
+        # listing's end is its own.
+        before = self._measure() if self._measure is not None else None
         try:
             while True:
                 with self._lock:
@@ -210,14 +213,10 @@ class RequestStream:
                         return False
                     if listing._given_up:
                         return True
-                before = self._measure() if self._measure is not None else None
                 try:
                     item = next(source)
                 except StopIteration:
                     return True
-                finally:
-                    if self._measure is not None:
-                        listing.spent = listing.spent + (self._measure() - before)
                 with self._lock:
                     if not listing._given_up:
                         listing._items.append(item)
@@ -234,6 +233,8 @@ class RequestStream:
             close = getattr(source, "close", None)
             if close is not None:
                 close()
+            if self._measure is not None:
+                listing.spent = self._measure() - before
             with self._lock:
                 listing._done = True
                 self._lock.notify_all()
