@@ -25,7 +25,7 @@ from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult, 
 
 from assets import jobs, members, places, reports, tracks
 from assets.common import API_POOL, DAILY, Dataset, SyncRun
-from resources.hellotracks import HellotracksAuthError, HellotracksResource
+from resources.hellotracks import HellotracksError, HellotracksResource
 from resources.warehouse import WarehouseResource
 
 # Store order. Each dataset comes after the tables its requests are worked out from (`after`).
@@ -127,7 +127,7 @@ def sync(
         try:
             return work()
         except Exception as exc:
-            if isinstance(exc, HellotracksAuthError) and exc.refuses_key:
+            if isinstance(exc, HellotracksError) and exc.refuses_key:
                 raise
             loaded = {result.asset_key.to_user_string() for result in done}
             fail(dataset, f"{type(exc).__name__}: {exc}", exc, loaded)

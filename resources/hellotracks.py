@@ -684,7 +684,7 @@ class HellotracksClient:
                 return outcome.payload
             if outcome.error is not None:
                 # Once the key itself is refused, every later request would be too: none is sent.
-                if _refuses_key(outcome.error):
+                if outcome.error.refuses_key:
                     self._refused = outcome.error
                 raise outcome.error
             failures.append(outcome.reason)
@@ -982,10 +982,6 @@ def _clean_key(key: str) -> str:
             "copy it again from Hellotracks (More -> API & Integrations) into HELLOTRACKS_API_KEY"
         )
     return key
-
-
-def _refuses_key(error: HellotracksError) -> bool:
-    return isinstance(error, HellotracksAuthError) and error.refuses_key
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:

@@ -25,6 +25,11 @@ class HellotracksError(Exception):
         self.status = status
         self.http_status = http_status
 
+    @property
+    def refuses_key(self) -> bool:
+        """Whether the key itself was refused, so that every later request would be too."""
+        return False
+
 
 # Refusals of the key itself, rather than of one request: -3 (authentication failed), -8 (no
 # valid key), -12 (forced logout) and HTTP 401. A permission refusal (-5, HTTP 403) may concern
@@ -38,7 +43,6 @@ class HellotracksAuthError(HellotracksError):
 
     @property
     def refuses_key(self) -> bool:
-        """Whether the key itself was refused, so that every later request would be too."""
         return self.status in _KEY_REFUSALS or self.http_status == 401
 
 
