@@ -218,46 +218,32 @@ class DayPoints:
         self.seconds["parquet_seconds"] += time.perf_counter() - started
 
 
-def store_points(
-    context: AssetExecutionContext,
-    warehouse: WarehouseResource,
-    days: list[int],
-    quarantine: list[dict],
-    seconds: Counter[str],
-) -> MaterializeResult:
+def points_of_stored_tracks(warehouse: WarehouseResource, days: Sequence[int]) -> DayPoints:
+    """The points of the days' tracks files already in the warehouse, written to their files,
+    a batch of tracks at a time."""
+    with DayPoints(warehouse, days) as points:
+        for day in days:
+            tracks = pq.ParquetFile(warehouse.parquet_path(TRACKS_TABLE, day))
+            batches = tracks.iter_batches(batch_size=_TRACKS_PER_BATCH, columns=_TRACK_COLUMNS)
+            for batch in batches:
+                points.add(day, pa.Table.from_batches([batch]))
+    return points
+
+
+def store_points(context: AssetExecutionContext, points: DayPoints) -> MaterializeResult:
     """Load the days' `track_points` files into DuckDB, with the tracks that did not decode."""
+    seconds = points.seconds
     started = time.perf_counter()
-    loaded = warehouse.load_days(TABLE, days, quarantine_table(quarantine))
+    loaded = points.warehouse.load_days(TABLE, points.days, quarantine_table(points.quarantine))
     seconds["duckdb_seconds"] += time.perf_counter() - started
 
     total = sum(loaded.values())
-    context.log.info(f"track_points: {total} points for {len(days)} day(s)")
+    context.log.info(f"track_points: {total} points for {len(points.days)} day(s)")
     return MaterializeResult(
         asset_key=TABLE,
         metadata={
             **row_counts(context, TABLE, loaded),
-            "quarantined": len(quarantine),
+            "quarantined": len(points.quarantine),
             **{name: round(value, 3) for name, value in seconds.items()},
         },
     )
-
-
-def write_points(warehouse: WarehouseResource, day: int, seconds: Counter[str]) -> list[dict]:
-    """Decode one day's tracks file into its `track_points` Parquet file, a batch of tracks at
-    a time.
-
-    Returns the quarantine rows of tracks whose path does not decode; adds the time spent to
-    `seconds` (`decode_seconds`, `parquet_seconds`).
-    """
-    tracks = pq.ParquetFile(warehouse.parquet_path(TRACKS_TABLE, day))
-    bad: list[dict] = []
-    with warehouse.day_writer(TABLE, day, SCHEMA) as writer:
-        for batch in tracks.iter_batches(batch_size=_TRACKS_PER_BATCH, columns=_TRACK_COLUMNS):
-            started = time.perf_counter()
-            points, rejected = points_table(pa.Table.from_batches([batch]), day)
-            decoded = time.perf_counter()
-            writer.write_table(points)
-            seconds["decode_seconds"] += decoded - started
-            seconds["parquet_seconds"] += time.perf_counter() - decoded
-            bad.extend(rejected)
-    return bad

@@ -7,7 +7,7 @@ a paced sync decodes them while it waits for the next page.
 from __future__ import annotations
 
 import bisect
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from itertools import repeat
@@ -28,7 +28,7 @@ from assets.common import (
 from assets.normalize import Normalized, TableSpec, col, merge, normalize, quarantine_row
 from assets.track_points import SCHEMA as POINTS_SCHEMA
 from assets.track_points import TABLE as POINTS
-from assets.track_points import DayPoints, store_points, write_points
+from assets.track_points import DayPoints, points_of_stored_tracks, store_points
 from resources.request_stream import Queued
 from resources.warehouse import WarehouseResource
 
@@ -89,7 +89,7 @@ def _store(
 ) -> Iterator[MaterializeResult]:
     """The tracks, then their points, each table's materialization as soon as it is loaded."""
     if requested is None:
-        yield _points_from_files(run)
+        yield store_points(run.context, points_of_stored_tracks(run.warehouse, run.days))
         return
     uids, listing = requested
     with_points = POINTS in run.selected
@@ -108,15 +108,7 @@ def _store(
     metadata["members_asked"] = len(uids)
     yield MaterializeResult(asset_key="tracks", metadata=metadata)
     if points is not None:
-        yield store_points(run.context, run.warehouse, run.days, points.quarantine, points.seconds)
-
-
-def _points_from_files(run: SyncRun) -> MaterializeResult:
-    quarantine: list[dict] = []
-    seconds: Counter[str] = Counter()
-    for day in run.days:
-        quarantine.extend(write_points(run.warehouse, day, seconds))
-    return store_points(run.context, run.warehouse, run.days, quarantine, seconds)
+        yield store_points(run.context, points)
 
 
 def known_members(warehouse: WarehouseResource, days: Sequence[int]) -> list[str]:
