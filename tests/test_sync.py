@@ -8,14 +8,12 @@ and what the warehouse holds.
 from __future__ import annotations
 
 import pytest
-from dagster import AssetSpec, DagsterInstance, MaterializeResult, materialize
+from dagster import AssetSpec, MaterializeResult
 
 from assets import jobs, members, tracks
 from assets.common import Dataset, SyncRun
-from assets.sync import DATASETS, SyncFailed, check_order, hellotracks_tables, sync
+from assets.sync import DATASETS, SyncFailed, check_order, sync
 from pipelines.progress import failure_lines
-from resources.hellotracks import HellotracksResource
-from resources.warehouse import WarehouseResource
 from tests.reliability_proxy import canned, tampering
 from tests.reliability_support import (
     expected_keys,
@@ -23,9 +21,8 @@ from tests.reliability_support import (
     loaded_keys,
     loaded_points,
 )
+from tests.test_bad_input import DAY, run_tables
 
-DAY = 20251010
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 EVERY_TABLE = {spec.key.to_user_string() for dataset in DATASETS for spec in dataset.specs}
 REFUSED = b'{"status": -11, "error": "not today"}'
 
@@ -33,23 +30,7 @@ REFUSED = b'{"status": -11, "error": "not today"}'
 def sync_through(proxy, warehouse, tables: list[str] | None = None):
     """`tables` (every table by default) of DAY through `proxy`; the run's result and its
     failure lines."""
-    client = HellotracksResource(
-        api_key=proxy.api_key,
-        base_url=proxy.url,
-        min_interval_seconds=0.0,
-        backoff_base_seconds=0.01,
-        backoff_max_seconds=0.05,
-        max_retries=1,
-    )
-    result = materialize(
-        [hellotracks_tables],
-        selection=tables,
-        partition_key=str(DAY),
-        instance=DagsterInstance.ephemeral(),
-        resources={"hellotracks": client, "warehouse": WarehouseResource(directory=str(warehouse))},
-        run_config=QUIET,
-        raise_on_error=False,
-    )
+    result = run_tables(proxy, warehouse, tuple(tables or EVERY_TABLE))
     lines = [
         line
         for event in result.all_events
